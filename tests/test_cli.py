@@ -1,0 +1,103 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from sparta.cli import main
+
+FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+QUICK = ["--dataset", "digits", "--model", "lenet300", "--batch-size", "64", "--lr", "0.05"]
+
+
+def _run(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "--dataset", "imagenet-42"], "imagenet-42"),
+        (["train", "--model", "resnet9000", *QUICK[:2]], "resnet9000"),
+        (["train", "--epochs", "-3"], "epochs=-3"),
+        (["train", "--config", "/no/such/config.yaml"], "/no/such/config.yaml"),
+        (["eval", "--ckpt", "/no/such/run"], "/no/such/run"),
+        (["train", "--optimizer", "rmsprop"], "rmsprop"),
+        (["train", "--epochs", "two"], "two"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_input_prints_one_line_and_exits_2(args, needle, capsys, tmp_path):
+    code, out, err = _run([*args, *(["--out", str(tmp_path)] if args[0] == "train" else [])],
+                          capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sparta: error:") and needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_unreadable_config_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: [\n")
+    code, _, err = _run(["train", "--config", str(cfg), "--out", str(tmp_path)], capsys)
+    assert code == 2 and "not valid YAML" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_then_eval_round_trip_and_flags_beat_config(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: 5\nlr: 0.05\nbatch_size: 64\nmodel: lenet300\ndataset: digits\n")
+    code, out, _ = _run(["--quiet", "train", "--config", str(cfg), "--epochs", "2",
+                         "--out", str(tmp_path), "--name", "r"], capsys)
+    assert code == 0, out
+    run = tmp_path / "r"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and 0.5 < summary["test_acc"] <= 1
+    assert (run / "curves.png").stat().st_size > 1000
+    assert "lr: 0.05" in (run / "config.yaml").read_text()
+    assert f"run: {run}" in out and "plot:" in out
+    code, out, _ = _run(["eval", "--ckpt", str(run), "--out", str(tmp_path)], capsys)
+    assert code == 0
+    assert f"test_acc={summary['test_acc']:.4f}" in out
+
+
+def test_models_and_datasets_list(capsys):
+    code, out, _ = _run(["models", "lenet*"], capsys)
+    assert code == 0 and "lenet300" in out and "params=    266,610" in out
+    code, out, _ = _run(["datasets"], capsys)
+    assert code == 0 and "digits" in out and "synthetic" in out
+
+
+@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed")
+def test_killed_run_resumes_to_identical_weights(tmp_path):
+    """Kill a real training process after its first epoch; --resume ends where an
+    uninterrupted run ends, bit for bit."""
+    args = [sys.executable, "-m", "sparta", "--quiet", "train", "--dataset", "fashion-mnist",
+            "--model", "lenet300", "--width", "0.5", "--epochs", "3", "--train-subset", "20000",
+            "--test-subset", "500", "--batch-size", "128", "--optimizer", "sgd",
+            "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*args, "--name", "full"], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([*args, "--name", "killed"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = tmp_path / "killed" / "checkpoints" / "epoch_0001.json"
+    deadline = time.time() + 120
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model.safetensors").exists(), "run was not interrupted"
+    subprocess.run([*args, "--name", "killed", "--resume"], check=True, env=env,
+                   capture_output=True)
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    epochs = [json.loads(line)["epoch"] for line in
+              (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
