@@ -21,14 +21,16 @@ class DatasetInfo:
 
     @property
     def channels(self) -> int:
+        """Number of image channels C."""
         return self.input_shape[0]
 
     @property
     def size(self) -> int:
+        """Image height H (images are square in every built-in dataset)."""
         return self.input_shape[1]
 
 
-@dataclass
+@dataclass(eq=False)
 class ImageDataset:
     """Images ``x`` (float32 in [0,1], N x C x H x W) and labels ``y`` (int64, N).
 
@@ -49,6 +51,14 @@ class ImageDataset:
             raise ValueError(f"{len(self.x)} images but {len(self.y)} labels")
         if self.indices is None:
             self.indices = torch.arange(len(self.y))
+        elif len(self.indices) != len(self.y):
+            raise ValueError(f"{len(self.indices)} indices but {len(self.y)} labels")
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageDataset(name={self.info.name!r}, split={self.split!r}, n={len(self)}, "
+            f"shape={tuple(self.x.shape[1:])}, num_classes={self.info.num_classes})"
+        )
 
     # metadata passthrough, so a dataset can stand wherever a DatasetInfo is expected
     @property
@@ -85,8 +95,17 @@ class ImageDataset:
         """The samples at positions ``idx`` (of this dataset), keeping original indices."""
         idx = torch.as_tensor(idx, dtype=torch.long)
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
-            raise ValueError(f"subset indices must lie in [0, {len(self)}), got {idx.min()}..{idx.max()}")
-        return ImageDataset(self.x[idx], self.y[idx], self.info, self.split, self.indices[idx])
+            raise ValueError(
+                f"subset indices must lie in [0, {len(self)}), "
+                f"got {int(idx.min())}..{int(idx.max())}"
+            )
+        return ImageDataset(
+            self.x[idx.to(self.x.device)],
+            self.y[idx.to(self.y.device)],
+            self.info,
+            self.split,
+            self.indices[idx.to(self.indices.device)],
+        )
 
     def take(self, n: int, seed: int = 0) -> ImageDataset:
         """A seeded random subset of ``n`` samples."""
@@ -101,11 +120,14 @@ class ImageDataset:
         bad = [int(c) for c in cls if not 0 <= int(c) < self.num_classes]
         if bad:
             raise ValueError(f"class {bad[0]} does not exist; allowed 0..{self.num_classes - 1}")
-        hit = torch.isin(self.y, cls)
-        return self.subset(torch.nonzero(hit if keep else ~hit).flatten())
+        hit = torch.isin(self.y, cls.to(self.y.device))
+        return self.subset(torch.nonzero(hit if keep else ~hit).flatten().cpu())
 
     def to(self, device: torch.device | str) -> ImageDataset:
-        return ImageDataset(self.x.to(device), self.y.to(device), self.info, self.split, self.indices)
+        """The same samples with ``x`` and ``y`` on ``device`` (indices stay put)."""
+        return ImageDataset(
+            self.x.to(device), self.y.to(device), self.info, self.split, self.indices
+        )
 
     def batches(
         self,
@@ -113,9 +135,16 @@ class ImageDataset:
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield ``(x, y)`` batches sliced from the tensors (no per-sample assembly)."""
-        yield from iterate(self.x, self.y, batch_size, shuffle, generator, drop_last)
+        """Yield ``(x, y)`` batches sliced from the tensors (no per-sample assembly).
+
+        ``rank``/``world_size`` shard every global batch as :func:`iterate` does.
+        """
+        yield from iterate(
+            self.x, self.y, batch_size, shuffle, generator, drop_last, rank, world_size
+        )
 
 
 def iterate(
@@ -128,22 +157,33 @@ def iterate(
     rank: int = 0,
     world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of a global size ``batch_size``; with ``world_size > 1`` each rank gets its
-    contiguous share of every global batch, so N ranks see exactly what one process sees."""
+    """Batches of a global size ``batch_size``, in order or shuffled by ``generator``.
+
+    With ``world_size > 1`` each rank gets its contiguous share of every global batch
+    (shares differ by at most one sample), so the ranks together see exactly what one
+    process sees. A final global batch smaller than ``world_size`` is skipped on every
+    rank alike, so no rank ever gets an empty batch and all ranks yield equally often.
+    """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} images but {len(y)} labels")
     n = len(y)
     order = torch.randperm(n, generator=generator) if shuffle else None
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         end = min(start + batch_size, n)
         if world_size > 1:
-            per = (end - start) // world_size
-            if per == 0:
+            m = end - start
+            if m < world_size:
                 continue
-            start, end = start + rank * per, start + (rank + 1) * per
+            start, end = start + rank * m // world_size, start + (rank + 1) * m // world_size
         if order is None:
             yield x[start:end], y[start:end]
         else:
-            idx = order[start:end]
-            yield x[idx], y[idx]
+            idx = order[start:end].to(x.device)
+            yield x[idx], y[idx.to(y.device)]

@@ -1,0 +1,23 @@
+"""Datasets in pixel space [0, 1] (NCHW, float32), splits and batch augmentations."""
+
+from . import cifar, digits, idx, synthetic  # noqa: F401  (register the built-in datasets)
+from .augment import Compose, HorizontalFlip, RandomCrop, parse_augment
+from .base import DatasetInfo, ImageDataset, iterate
+from .registry import available, info, load, names, register_dataset
+from .splits import train_val_split
+
+__all__ = [
+    "DatasetInfo",
+    "ImageDataset",
+    "iterate",
+    "load",
+    "info",
+    "names",
+    "available",
+    "register_dataset",
+    "train_val_split",
+    "RandomCrop",
+    "HorizontalFlip",
+    "Compose",
+    "parse_augment",
+]

@@ -1,0 +1,193 @@
+"""Datasets by name: ``@register_dataset`` on a loader, then ``load("fashion-mnist")``.
+
+A loader is ``fn(split, root, download, **kw) -> ImageDataset``. Its ``info`` is either a
+fixed :class:`DatasetInfo` or a function of the same keyword options (``synthetic``'s shape
+depends on ``shape=``), so :func:`info` answers without reading any file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import DatasetInfo, ImageDataset
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+#: Where distribution packages put datasets (Debian's ``dataset-fashion-mnist``).
+SYSTEM_DIR = Path("/usr/share/datasets")
+#: Environment variable naming a folder of datasets.
+ENV_VAR = "SPARTA_DATA"
+
+Loader = Callable[..., ImageDataset]
+#: ``locate(root) -> (folder found or None, folders searched)``
+Locator = Callable[[str | None], tuple[Path | None, list[Path]]]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    loader: Loader
+    info: DatasetInfo | Callable[..., DatasetInfo]
+    locate: Locator | None
+    source: str
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_dataset(
+    name: str,
+    info: DatasetInfo | Callable[..., DatasetInfo],
+    locate: Locator | None = None,
+    source: str = "",
+) -> Callable[[Loader], Loader]:
+    """Decorator registering ``fn(split, root, download, **kw) -> ImageDataset`` as ``name``.
+
+    ``locate`` (optional) finds the dataset's files for :func:`available`; datasets without
+    files (generated or bundled) leave it out and describe themselves in ``source``.
+    """
+
+    def deco(fn: Loader) -> Loader:
+        old = _REGISTRY.get(name)
+        if old is not None and (old.loader.__module__, old.loader.__qualname__) != (
+            fn.__module__,
+            fn.__qualname__,
+        ):
+            raise ValueError(
+                f"dataset {name!r} is already registered by "
+                f"{old.loader.__module__}.{old.loader.__qualname__}"
+            )
+        _REGISTRY[name] = _Entry(name, fn, info, locate, source)
+        return fn
+
+    return deco
+
+
+def names() -> list[str]:
+    """Registered dataset names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def _options(fn: Callable[..., Any], skip: Sequence[str] = ()) -> list[str] | None:
+    """Keyword options ``fn`` accepts (None when it takes ``**kw``)."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name not in skip and p.kind is not p.VAR_POSITIONAL]
+
+
+def _check_options(entry: _Entry, kw: dict[str, Any]) -> None:
+    allowed = _options(entry.loader, skip=("split", "root", "download"))
+    if allowed is None:
+        return
+    bad = sorted(set(kw) - set(allowed))
+    if bad:
+        raise ValueError(
+            f"dataset {entry.name!r} has no option {bad[0]!r}; "
+            f"allowed: {', '.join(allowed) if allowed else 'none'}"
+        )
+
+
+def info(name: str, **kw: Any) -> DatasetInfo:
+    """A dataset's :class:`DatasetInfo` without loading it (``kw`` as for :func:`load`)."""
+    entry = _entry(name)
+    _check_options(entry, kw)
+    if isinstance(entry.info, DatasetInfo):
+        return entry.info
+    return entry.info(**kw)
+
+
+def load(
+    name: str,
+    split: str = "train",
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    **kw: Any,
+) -> ImageDataset:
+    """Load split ``"train"`` or ``"test"`` of dataset ``name`` into memory.
+
+    Files are looked for in ``root`` (when given), ``$SPARTA_DATA/<name>``, ``$SPARTA_DATA``,
+    ``~/.cache/sparta/<name>`` and ``/usr/share/datasets/<name>``; with ``download=True``
+    missing files are fetched (checked by checksum) into ``root`` or ``~/.cache/sparta/<name>``.
+    """
+    entry = _entry(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for {name!r}; allowed: {', '.join(SPLITS)}")
+    _check_options(entry, kw)
+    ds = entry.loader(
+        split=split, root=None if root is None else os.fspath(root), download=download, **kw
+    )
+    log.info("loaded %s/%s: %d samples of shape %s", name, split, len(ds), tuple(ds.x.shape[1:]))
+    return ds
+
+
+def search_dirs(name: str, root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The folders searched for ``name``'s files, in order (duplicates removed)."""
+    dirs: list[Path] = []
+    if root is not None:
+        r = Path(root).expanduser()
+        dirs += [r, r / name]
+    env = os.environ.get(ENV_VAR)
+    if env:
+        dirs += [Path(env).expanduser() / name, Path(env).expanduser()]
+    dirs += [cache_dir(name), SYSTEM_DIR / name]
+    seen: set[Path] = set()
+    return [d for d in dirs if not (d in seen or seen.add(d))]
+
+
+def cache_dir(name: str) -> Path:
+    """``~/.cache/sparta/<name>``: where downloads go when no ``root`` is given."""
+    return Path.home() / ".cache" / "sparta" / name
+
+
+def available() -> list[dict[str, Any]]:
+    """For every dataset: ``name``, ``found``, ``path`` (where found) and ``searched``."""
+    out = []
+    for n in names():
+        e = _REGISTRY[n]
+        if e.locate is None:
+            out.append({"name": n, "found": True, "path": None, "searched": [], "source": e.source})
+            continue
+        path, searched = e.locate(None)
+        out.append(
+            {
+                "name": n,
+                "found": path is not None,
+                "path": None if path is None else str(path),
+                "searched": [str(p) for p in searched],
+                "source": e.source,
+            }
+        )
+    return out
+
+
+def find_first(
+    dirs: Sequence[Path], required: Sequence[Sequence[str]]
+) -> tuple[Path, list[Path]] | None:
+    """The first folder holding every required file, and those files' paths.
+
+    ``required`` lists, per file, the names it may go by (``["x", "x.gz"]``), first preferred.
+    """
+    for d in dirs:
+        found = []
+        for alternatives in required:
+            hit = next((d / a for a in alternatives if (d / a).is_file()), None)
+            if hit is None:
+                break
+            found.append(hit)
+        else:
+            return d, found
+    return None
