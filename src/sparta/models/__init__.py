@@ -1,0 +1,27 @@
+"""Models: a name registry, the architectures of the sparsity and robustness literature, and
+counting helpers. Every model takes pixel-space inputs in [0, 1] and starts with
+:class:`Normalize`.
+
+>>> from sparta.data.base import DatasetInfo
+>>> from sparta.models import create, names
+>>> info = DatasetInfo("fashion-mnist", (1, 28, 28), 10, (0.286,), (0.353,))
+>>> model = create("lenet300", info)
+"""
+
+from sparta.models import convnet, lenet, mlp, resnet, vgg, vit, wrn  # noqa: F401  (register)
+from sparta.models.count import count_flops, count_nonzero, count_params
+from sparta.models.layers import Normalize
+from sparta.models.registry import create, entry, from_spec, names, register_model, spec_of
+
+__all__ = [
+    "Normalize",
+    "count_flops",
+    "count_nonzero",
+    "count_params",
+    "create",
+    "entry",
+    "from_spec",
+    "names",
+    "register_model",
+    "spec_of",
+]
