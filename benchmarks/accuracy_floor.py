@@ -29,14 +29,23 @@ def main() -> None:
     rows = []
     for name in args.models:
         cfg = TrainConfig(model=name, dataset="fashion-mnist", **RECIPES[name])
-        res = train(cfg, root=RESULTS / "runs", name=f"accuracy-{name}", overwrite=True,
-                    quiet=True)
+        res = train(cfg, root=RESULTS / "runs", name=f"accuracy-{name}", overwrite=True, quiet=True)
         s = res.summary
-        rows.append({"model": name, **RECIPES[name], "test_acc": s["test_acc"],
-                     "best_val_acc": s.get("best_val_acc"), "train_time_s": s["train_time_s"],
-                     "floor": FLOORS[name], "meets_floor": s["test_acc"] >= FLOORS[name]})
-        print(f"{name:<9} test_acc {s['test_acc']:.4f} (floor {FLOORS[name]}) "
-              f"in {s['train_time_s']:.0f} s")
+        rows.append(
+            {
+                "model": name,
+                **RECIPES[name],
+                "test_acc": s["test_acc"],
+                "best_val_acc": s.get("best_val_acc"),
+                "train_time_s": s["train_time_s"],
+                "floor": FLOORS[name],
+                "meets_floor": s["test_acc"] >= FLOORS[name],
+            }
+        )
+        print(
+            f"{name:<9} test_acc {s['test_acc']:.4f} (floor {FLOORS[name]}) "
+            f"in {s['train_time_s']:.0f} s"
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "accuracy_floor.json").write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -21,13 +21,19 @@ import torch.nn.functional as F
 
 from sparta import data as sdata
 from sparta import models
-from sparta.train import Trainer, TrainConfig
+from sparta.train import TrainConfig, Trainer
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def bare_epoch(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
-               opt: torch.optim.Optimizer, seed: int) -> float:
+def bare_epoch(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    opt: torch.optim.Optimizer,
+    seed: int,
+) -> float:
     """The minimum training loop over in-memory tensors; returns seconds."""
     g = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -49,8 +55,15 @@ def engine_epoch(trainer: Trainer) -> float:
 
 
 def measure(name: str, data: sdata.ImageDataset, repeats: int, batch: int) -> dict:
-    cfg = TrainConfig(model=name, epochs=repeats + 1, batch_size=batch, lr=0.05,
-                      schedule="constant", val_fraction=0.0, weight_decay=5e-4)
+    cfg = TrainConfig(
+        model=name,
+        epochs=repeats + 1,
+        batch_size=batch,
+        lr=0.05,
+        schedule="constant",
+        val_fraction=0.0,
+        weight_decay=5e-4,
+    )
     torch.manual_seed(0)
     bare_model = models.create(name, dataset=data.info)
     engine_model = models.create(name, dataset=data.info)
@@ -84,8 +97,10 @@ def main() -> None:
     data = sdata.load(args.dataset, "train")
     rows = [measure(m, data, args.repeats, args.batch_size) for m in args.models]
     for r in rows:
-        print(f"{r['model']:<9} bare {r['bare_epoch_s']:.2f} s/epoch  engine "
-              f"{r['engine_epoch_s']:.2f} s/epoch  ratio {r['ratio_bare_over_engine']:.3f}")
+        print(
+            f"{r['model']:<9} bare {r['bare_epoch_s']:.2f} s/epoch  engine "
+            f"{r['engine_epoch_s']:.2f} s/epoch  ratio {r['ratio_bare_over_engine']:.3f}"
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "train_throughput.json").write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -35,8 +35,9 @@ def _run(args, capsys):
     ],
 )
 def test_bad_input_prints_one_line_and_exits_2(args, needle, capsys, tmp_path):
-    code, out, err = _run([*args, *(["--out", str(tmp_path)] if args[0] == "train" else [])],
-                          capsys)
+    code, out, err = _run(
+        [*args, *(["--out", str(tmp_path)] if args[0] == "train" else [])], capsys
+    )
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sparta: error:") and needle in lines[0]
@@ -53,8 +54,21 @@ def test_unreadable_config_is_one_line(tmp_path, capsys):
 def test_train_then_eval_round_trip_and_flags_beat_config(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("epochs: 5\nlr: 0.05\nbatch_size: 64\nmodel: lenet300\ndataset: digits\n")
-    code, out, _ = _run(["--quiet", "train", "--config", str(cfg), "--epochs", "2",
-                         "--out", str(tmp_path), "--name", "r"], capsys)
+    code, out, _ = _run(
+        [
+            "--quiet",
+            "train",
+            "--config",
+            str(cfg),
+            "--epochs",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "r",
+        ],
+        capsys,
+    )
     assert code == 0, out
     run = tmp_path / "r"
     summary = json.loads((run / "summary.json").read_text())
@@ -78,14 +92,36 @@ def test_models_and_datasets_list(capsys):
 def test_killed_run_resumes_to_identical_weights(tmp_path):
     """Kill a real training process after its first epoch; --resume ends where an
     uninterrupted run ends, bit for bit."""
-    args = [sys.executable, "-m", "sparta", "--quiet", "train", "--dataset", "fashion-mnist",
-            "--model", "lenet300", "--width", "0.5", "--epochs", "3", "--train-subset", "20000",
-            "--test-subset", "500", "--batch-size", "128", "--optimizer", "sgd",
-            "--out", str(tmp_path)]
+    args = [
+        sys.executable,
+        "-m",
+        "sparta",
+        "--quiet",
+        "train",
+        "--dataset",
+        "fashion-mnist",
+        "--model",
+        "lenet300",
+        "--width",
+        "0.5",
+        "--epochs",
+        "3",
+        "--train-subset",
+        "20000",
+        "--test-subset",
+        "500",
+        "--batch-size",
+        "128",
+        "--optimizer",
+        "sgd",
+        "--out",
+        str(tmp_path),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*args, "--name", "full"], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen([*args, "--name", "killed"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*args, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     first = tmp_path / "killed" / "checkpoints" / "epoch_0001.json"
     deadline = time.time() + 120
     while not first.exists() and time.time() < deadline and proc.poll() is None:
@@ -93,11 +129,14 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "killed" / "model.safetensors").exists(), "run was not interrupted"
-    subprocess.run([*args, "--name", "killed", "--resume"], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        [*args, "--name", "killed", "--resume"], check=True, env=env, capture_output=True
+    )
     a = load_file(str(tmp_path / "full" / "model.safetensors"))
     b = load_file(str(tmp_path / "killed" / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
-    epochs = [json.loads(line)["epoch"] for line in
-              (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [
+        json.loads(line)["epoch"]
+        for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert epochs == [1, 2, 3]

@@ -61,7 +61,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of options (flags on the command line win)")
     p.add_argument("--out", default="runs", help="folder that holds run folders (default: runs)")
     p.add_argument("--name", help="run folder name (default: command and a hash of the config)")
-    p.add_argument("--resume", action="store_true", help="continue the run folder's newest checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run folder's newest checkpoint"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
 
@@ -71,14 +73,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sparta.train import TrainConfig, train
 
     cfg = config_from_args(TrainConfig, args)
-    result = train(cfg, root=args.out, name=args.name, resume=args.resume,
-                   overwrite=args.overwrite, quiet=args.quiet)
+    result = train(
+        cfg,
+        root=args.out,
+        name=args.name,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+    )
     if result.run is None:
         return 0
     plot = plot_learning_curves(result.run.path)
     s = result.summary
-    print(f"test_acc={s['test_acc']:.4f} ({cfg.model} on {cfg.dataset}, {s['epochs']} epochs, "
-          f"{s['train_time_s']:.1f}s)")
+    print(
+        f"test_acc={s['test_acc']:.4f} ({cfg.model} on {cfg.dataset}, {s['epochs']} epochs, "
+        f"{s['train_time_s']:.1f}s)"
+    )
     print(f"run: {result.run.path}")
     print(f"plot: {plot}")
     return 0
@@ -94,11 +104,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         logging.getLogger("sparta").warning(
             "Fashion-MNIST not found (searched %s); install it with "
             "'apt-get install dataset-fashion-mnist'. Falling back to the bundled digits set.",
-            ", ".join(map(str, found["fashion-mnist"].get("searched", []))))
+            ", ".join(map(str, found["fashion-mnist"].get("searched", []))),
+        )
         dataset = "digits"
-    flags = ["--dataset", dataset, "--model", "lenet300", "--epochs", str(args.epochs),
-             "--lr", "0.05", "--batch-size", "128", "--name", f"demo-{dataset}", "--overwrite",
-             "--out", args.out]
+    flags = [
+        "--dataset",
+        dataset,
+        "--model",
+        "lenet300",
+        "--epochs",
+        str(args.epochs),
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "128",
+        "--name",
+        f"demo-{dataset}",
+        "--overwrite",
+        "--out",
+        args.out,
+    ]
     quiet = ["--quiet"] if args.quiet else []
     return cmd_train(build_parser().parse_args([*quiet, "train", *flags]))
 
@@ -116,15 +141,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if tuple(dataset.input_shape) != tuple(spec["dataset"]["input_shape"]):
         raise ValueError(
             f"checkpoint was trained on {spec['dataset']['name']} with inputs "
-            f"{tuple(spec['dataset']['input_shape'])}; dataset {name} has {dataset.input_shape}")
+            f"{tuple(spec['dataset']['input_shape'])}; dataset {name} has {dataset.input_shape}"
+        )
     if args.subset:
         dataset = dataset.take(min(args.subset, len(dataset)))
     res = evaluate(model, dataset, args.batch_size)
-    config = {"ckpt": str(model.sparta_checkpoint["path"]), "dataset": name,
-              "split": args.split, "subset": args.subset}
+    config = {
+        "ckpt": str(model.sparta_checkpoint["path"]),
+        "dataset": name,
+        "split": args.split,
+        "subset": args.subset,
+    }
     run = Run.create(config, "eval", root=args.out, name=args.name, overwrite=True)
-    run.write_summary({f"{args.split}_acc": res["acc"], f"{args.split}_loss": res["loss"],
-                       "n": res["n"]})
+    run.write_summary(
+        {f"{args.split}_acc": res["acc"], f"{args.split}_loss": res["loss"], "n": res["n"]}
+    )
     print(f"{args.split}_acc={res['acc']:.4f} loss={res['loss']:.4f} n={res['n']} ({name})")
     print(f"run: {run.path}")
     return 0
@@ -134,7 +165,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from sparta import data as sdata
 
     for row in sdata.available():
-        where = row.get("path") or "not found; searched: " + ", ".join(map(str, row.get("searched", [])))
+        where = row.get("path") or "not found; searched: " + ", ".join(
+            map(str, row.get("searched", []))
+        )
         print(f"{row['name']:<14} {'yes' if row['found'] else 'no ':<4} {where}")
     return 0
 
@@ -157,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="sparta", description="Sparse and trustworthy neural networks.")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a model and write a run folder")
@@ -195,8 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=logging.WARNING if args.quiet else args.log_level,
-                            format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.WARNING if args.quiet else args.log_level,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except (UsageError, ValueError, FileNotFoundError, FloatingPointError) as e:

@@ -98,7 +98,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     except json.JSONDecodeError as e:
         raise ValueError(f"corrupt checkpoint sidecar {side}: {e}") from None
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{side} is not a sparta checkpoint sidecar (format={meta.get('format')!r})")
+        raise ValueError(
+            f"{side} is not a sparta checkpoint sidecar (format={meta.get('format')!r})"
+        )
     return tensors, meta
 
 
@@ -134,8 +136,10 @@ def resolve(path: str | os.PathLike) -> Path:
         newest = latest_checkpoint(path / "checkpoints")
         if newest is not None:
             return newest
-        raise FileNotFoundError(f"no checkpoint in run folder {path} (looked for {MODEL_FILE}, "
-                                "best.safetensors, checkpoints/*.safetensors)")
+        raise FileNotFoundError(
+            f"no checkpoint in run folder {path} (looked for {MODEL_FILE}, "
+            "best.safetensors, checkpoints/*.safetensors)"
+        )
     raise FileNotFoundError(f"checkpoint or run folder not found: {path}")
 
 
@@ -184,4 +188,6 @@ def _import_restorer(key: str) -> None:
     if key in owners:
         importlib.import_module(owners[key])
     if key not in _RESTORERS:
-        raise ValueError(f"checkpoint needs extra {key!r}, which this version of sparta cannot restore")
+        raise ValueError(
+            f"checkpoint needs extra {key!r}, which this version of sparta cannot restore"
+        )

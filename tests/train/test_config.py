@@ -5,8 +5,16 @@ from sparta.train.config import TrainConfig, read_yaml
 
 @pytest.mark.parametrize(
     "field,value",
-    [("epochs", -1), ("batch_size", 0), ("lr", 0.0), ("optimizer", "rmsprop"),
-     ("schedule", "poly"), ("val_fraction", 1.0), ("momentum", 1.0), ("width", -2)],
+    [
+        ("epochs", -1),
+        ("batch_size", 0),
+        ("lr", 0.0),
+        ("optimizer", "rmsprop"),
+        ("schedule", "poly"),
+        ("val_fraction", 1.0),
+        ("momentum", 1.0),
+        ("width", -2),
+    ],
 )
 def test_bad_values_name_the_field_and_value(field, value):
     with pytest.raises(ValueError, match=rf"{field}={value!r}"):

@@ -8,18 +8,57 @@ from safetensors.torch import load_file
 from sparta import data as sdata
 from sparta import models
 
-ARGS = ["--quiet", "train", "--dataset", "digits", "--model", "lenet300", "--epochs", "2",
-        "--batch-size", "64", "--train-subset", "1280", "--val-fraction", "0",
-        "--lr", "0.05", "--weight-decay", "0.0005", "--best-metric", ""]
+ARGS = [
+    "--quiet",
+    "train",
+    "--dataset",
+    "digits",
+    "--model",
+    "lenet300",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--train-subset",
+    "1280",
+    "--val-fraction",
+    "0",
+    "--lr",
+    "0.05",
+    "--weight-decay",
+    "0.0005",
+    "--best-metric",
+    "",
+]
 
 
 def test_two_process_gloo_run_matches_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "sparta", *ARGS, "--out", str(tmp_path),
-                    "--name", "single"], check=True, env=env, capture_output=True)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                    "--master_port=29533", "-m", "sparta", *ARGS, "--out", str(tmp_path),
-                    "--name", "ddp"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "sparta", *ARGS, "--out", str(tmp_path), "--name", "single"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "sparta",
+            *ARGS,
+            "--out",
+            str(tmp_path),
+            "--name",
+            "ddp",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     a = load_file(str(tmp_path / "single" / "model.safetensors"))
     b = load_file(str(tmp_path / "ddp" / "model.safetensors"))
     assert a.keys() == b.keys()

@@ -7,7 +7,7 @@ from torch import nn
 from sparta import data as sdata
 from sparta import models
 from sparta.runs import Run
-from sparta.train import Callback, Trainer, TrainConfig, evaluate
+from sparta.train import Callback, TrainConfig, Trainer, evaluate
 
 
 def _data(n=512, seed=0):
@@ -102,14 +102,22 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
     assert epochs == [1, 2, 3]
     # only the newest keep_checkpoints=2 epoch checkpoints remain
     assert sorted(p.name for p in run.checkpoint_dir.glob("*.safetensors")) == [
-        "epoch_0002.safetensors", "epoch_0003.safetensors",
+        "epoch_0002.safetensors",
+        "epoch_0003.safetensors",
     ]
 
 
 def test_grad_clip_bounds_the_update():
     data = _data(n=64)
-    cfg = _cfg(epochs=1, batch_size=64, lr=1.0, momentum=0.0, weight_decay=0.0,
-               grad_clip=1e-3, schedule="constant")
+    cfg = _cfg(
+        epochs=1,
+        batch_size=64,
+        lr=1.0,
+        momentum=0.0,
+        weight_decay=0.0,
+        grad_clip=1e-3,
+        schedule="constant",
+    )
     torch.manual_seed(0)
     model = models.create("lenet300", dataset=data.info, width=0.25)
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])

@@ -7,7 +7,12 @@ from sparta.train.schedule import lr_factor
 
 def test_constant_is_one_after_warmup():
     assert [lr_factor(s, 10, "constant", warmup_steps=4) for s in range(6)] == [
-        0.25, 0.5, 0.75, 1.0, 1.0, 1.0,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+        1.0,
+        1.0,
     ]
 
 

@@ -15,8 +15,24 @@ from sparta.train.objectives import (
 from sparta.train.schedule import lr_factor
 
 __all__ = [
-    "BestCheckpoint", "Callback", "CrossEntropy", "EarlyStopping", "Objective", "Splits",
-    "TensorBoardLogger", "TrainConfig", "TrainResult", "Trainer", "create_objective",
-    "eval_mode", "evaluate", "load_splits", "lr_factor", "make_optimizer", "objective_names",
-    "predict", "register_objective", "train",
+    "BestCheckpoint",
+    "Callback",
+    "CrossEntropy",
+    "EarlyStopping",
+    "Objective",
+    "Splits",
+    "TensorBoardLogger",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "create_objective",
+    "eval_mode",
+    "evaluate",
+    "load_splits",
+    "lr_factor",
+    "make_optimizer",
+    "objective_names",
+    "predict",
+    "register_objective",
+    "train",
 ]

@@ -18,7 +18,7 @@ from sparta.io import save
 from sparta.runs import DEFAULT_ROOT, Run
 from sparta.train.callbacks import BestCheckpoint, Callback, EarlyStopping, TensorBoardLogger
 from sparta.train.config import TrainConfig
-from sparta.train.distributed import DistInfo, device_for, setup
+from sparta.train.distributed import device_for, setup
 from sparta.train.evaluate import evaluate
 from sparta.train.loop import Trainer
 from sparta.train.objectives import Objective
@@ -87,8 +87,9 @@ def train(
     full_config = {**cfg.to_dict(), **(extra_config or {})}
     run = None
     if write_run and dist.is_main:
-        run = Run.create(full_config, "train", root=root, name=name, resume=resume,
-                         overwrite=overwrite)
+        run = Run.create(
+            full_config, "train", root=root, name=name, resume=resume, overwrite=overwrite
+        )
     elif write_run:  # other ranks only need the path, to read checkpoints on resume
         from sparta.runs import config_hash
 
@@ -100,8 +101,18 @@ def train(
         cbs.append(EarlyStopping(cfg.best_metric or "val_acc", cfg.early_stop))
     if cfg.tensorboard and run is not None and dist.is_main:
         cbs.append(TensorBoardLogger(str(run.file("tensorboard"))))
-    trainer = Trainer(model, splits.train, cfg, val_data=splits.val, objective=objective,
-                      callbacks=cbs, run=run, dist_info=dist, device=device, quiet=quiet)
+    trainer = Trainer(
+        model,
+        splits.train,
+        cfg,
+        val_data=splits.val,
+        objective=objective,
+        callbacks=cbs,
+        run=run,
+        dist_info=dist,
+        device=device,
+        quiet=quiet,
+    )
     start = time.perf_counter()
     history = trainer.fit(resume=resume and run is not None)
     test = evaluate(trainer.model, splits.test, cfg.eval_batch_size, device)
@@ -124,7 +135,9 @@ def train(
     if best is not None and best.best_epoch >= 0:
         summary.update({f"best_{best.metric}": best.best, "best_epoch": best.best_epoch})
     if run is not None and dist.is_main:
-        save(trainer.model, run.file("model.safetensors"), epoch=trainer.epoch, test_acc=test["acc"])
+        save(
+            trainer.model, run.file("model.safetensors"), epoch=trainer.epoch, test_acc=test["acc"]
+        )
         run.write_summary(summary)
     return TrainResult(trainer.model, run, summary, history)
 

@@ -65,8 +65,12 @@ class BestCheckpoint(Callback):
         if self._is_better(value, self.best):
             self.best, self.best_epoch = value, metrics["epoch"]
             if trainer.run is not None and trainer.is_main:
-                save(trainer.model, trainer.run.file("best.safetensors"),
-                     epoch=metrics["epoch"], **{self.metric: value})
+                save(
+                    trainer.model,
+                    trainer.run.file("best.safetensors"),
+                    epoch=metrics["epoch"],
+                    **{self.metric: value},
+                )
         metrics[f"best_{self.metric}"] = self.best
 
     def state_dict(self) -> dict[str, Any]:

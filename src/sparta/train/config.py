@@ -84,7 +84,9 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown config key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown config key {unknown[0]!r}; allowed: {', '.join(sorted(known))}"
+            )
         return cls(**values)
 
 
@@ -104,7 +106,9 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ValueError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ValueError(
+            f"config file {path} is not valid YAML: {str(e).splitlines()[0]}"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

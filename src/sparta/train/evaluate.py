@@ -52,4 +52,6 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.
     """Logits of ``model`` on ``x`` in eval mode, batched."""
     device = next(model.parameters()).device
     with eval_mode(model):
-        return torch.cat([model(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
+        return torch.cat(
+            [model(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+        )

@@ -14,7 +14,13 @@ from torch import nn
 from tqdm import tqdm
 
 from sparta.data import ImageDataset, iterate, parse_augment
-from sparta.io import latest_checkpoint, model_meta, read_checkpoint, restore_model, write_checkpoint
+from sparta.io import (
+    latest_checkpoint,
+    model_meta,
+    read_checkpoint,
+    restore_model,
+    write_checkpoint,
+)
 from sparta.runs import Run
 from sparta.train.callbacks import Callback
 from sparta.train.config import TrainConfig
@@ -36,8 +42,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov), Adam or AdamW with the config's weight decay."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -62,7 +73,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         run: Run | None = None,
         optimizer: torch.optim.Optimizer | None = None,
-        dist_info: DistInfo = DistInfo(),
+        dist_info: DistInfo | None = None,
         device: torch.device | str | None = None,
         quiet: bool = False,
     ) -> None:
@@ -73,9 +84,10 @@ class Trainer:
         self.model = model.to(self.device)
         self.train_data, self.val_data = train_data, val_data
         self.objective = objective or create_objective(
-            "standard", label_smoothing=config.label_smoothing)
+            "standard", label_smoothing=config.label_smoothing
+        )
         self.callbacks = list(callbacks)
-        self.run, self.dist = run, dist_info
+        self.run, self.dist = run, dist_info or DistInfo()
         self.optimizer = optimizer or make_optimizer(self.model, config)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.augment = parse_augment(config.augment)
@@ -133,10 +145,22 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         seen = 0
         start = time.perf_counter()
-        batches = iterate(self.train_data.x, self.train_data.y, cfg.batch_size, shuffle=True,
-                          generator=g, rank=self.dist.rank, world_size=self.dist.world_size)
-        bar = tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}",
-                   leave=False, disable=self.quiet or not sys.stderr.isatty() or not self.is_main)
+        batches = iterate(
+            self.train_data.x,
+            self.train_data.y,
+            cfg.batch_size,
+            shuffle=True,
+            generator=g,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        bar = tqdm(
+            batches,
+            total=self.steps_per_epoch,
+            desc=f"epoch {self.epoch + 1}",
+            leave=False,
+            disable=self.quiet or not sys.stderr.isatty() or not self.is_main,
+        )
         for x, y in bar:
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
@@ -159,17 +183,23 @@ class Trainer:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch: schedule, forward, backward, hooks, step, hooks."""
         cfg = self.config
-        factor = lr_factor(self.step, self.total_steps, cfg.schedule,
-                           round(cfg.warmup_epochs * self.steps_per_epoch),
-                           [round(m * self.steps_per_epoch) for m in cfg.milestones], cfg.gamma)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+        factor = lr_factor(
+            self.step,
+            self.total_steps,
+            cfg.schedule,
+            round(cfg.warmup_epochs * self.steps_per_epoch),
+            [round(m * self.steps_per_epoch) for m in cfg.milestones],
+            cfg.gamma,
+        )
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
         with torch.autocast(self.device.type, enabled=cfg.amp):
             loss, logits = self.objective(self._forward, x, y)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"loss became {loss.item()} at step {self.step}; lower the learning rate "
-                f"(lr={cfg.lr}) or enable grad_clip")
+                f"(lr={cfg.lr}) or enable grad_clip"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         for cb in self.callbacks:
@@ -192,9 +222,12 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_epoch_end(self, metrics)
         self.history.append(metrics)
-        log.info("epoch %d/%d %s", self.epoch, self.config.epochs,
-                 " ".join(f"{k}={v:.4g}" for k, v in metrics.items()
-                          if isinstance(v, float)))
+        log.info(
+            "epoch %d/%d %s",
+            self.epoch,
+            self.config.epochs,
+            " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
+        )
         if self.run is not None and self.is_main:
             self.run.log(metrics)
             self.save_checkpoint()
@@ -249,12 +282,14 @@ class Trainer:
                 state.setdefault(int(idx), {})[name] = value.to(self.device)
         for idx, extra in meta["optimizer"]["state"].items():
             state.setdefault(int(idx), {}).update(extra)
-        self.optimizer.load_state_dict({"state": state,
-                                        "param_groups": meta["optimizer"]["param_groups"]})
+        self.optimizer.load_state_dict(
+            {"state": state, "param_groups": meta["optimizer"]["param_groups"]}
+        )
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        self.scaler.load_state_dict(meta["scaler"]) if meta.get("scaler") else None
+        if meta.get("scaler"):
+            self.scaler.load_state_dict(meta["scaler"])
         for cb in self.callbacks:
             if cb.name in meta["callbacks"]:
                 cb.load_state_dict(meta["callbacks"][cb.name])

@@ -37,7 +37,9 @@ def register_objective(name: str) -> Callable[[Callable[..., Objective]], Callab
 def create_objective(name: str, **options: Any) -> Objective:
     """Build the objective registered as ``name``."""
     if name not in _OBJECTIVES:
-        raise ValueError(f"objective {name!r} is not known; allowed: {', '.join(sorted(_OBJECTIVES))}")
+        raise ValueError(
+            f"objective {name!r} is not known; allowed: {', '.join(sorted(_OBJECTIVES))}"
+        )
     return _OBJECTIVES[name](**options)
 
 
