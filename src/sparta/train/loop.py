@@ -101,6 +101,11 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * config.epochs
         self._forward = self._wrap(self.model)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp)
+        self._schedule_args = (
+            round(config.warmup_epochs * self.steps_per_epoch),
+            [round(m * self.steps_per_epoch) for m in config.milestones],
+            config.gamma,
+        )
 
     @property
     def is_main(self) -> bool:
@@ -170,6 +175,11 @@ class Trainer:
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
+        if not torch.isfinite(loss_sum):
+            raise FloatingPointError(
+                f"training loss became {float(loss_sum)} in epoch {self.epoch + 1}; lower the "
+                f"learning rate (lr={cfg.lr}) or set grad_clip"
+            )
         self.epoch += 1
         return {
             "epoch": self.epoch,
@@ -182,33 +192,30 @@ class Trainer:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch: schedule, forward, backward, hooks, step, hooks."""
-        cfg = self.config
-        factor = lr_factor(
-            self.step,
-            self.total_steps,
-            cfg.schedule,
-            round(cfg.warmup_epochs * self.steps_per_epoch),
-            [round(m * self.steps_per_epoch) for m in cfg.milestones],
-            cfg.gamma,
-        )
+        factor = lr_factor(self.step, self.total_steps, self.config.schedule, *self._schedule_args)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
-        with torch.autocast(self.device.type, enabled=cfg.amp):
+        if self.config.amp:
+            with torch.autocast(self.device.type):
+                loss, logits = self.objective(self._forward, x, y)
+        else:
             loss, logits = self.objective(self._forward, x, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"loss became {loss.item()} at step {self.step}; lower the learning rate "
-                f"(lr={cfg.lr}) or enable grad_clip"
-            )
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        if self.config.amp:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
         for cb in self.callbacks:
             cb.after_backward(self)
-        if cfg.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.config.grad_clip > 0:
+            if self.config.amp:
+                self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        if self.config.amp:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.step += 1
         for cb in self.callbacks:
             cb.after_step(self)
