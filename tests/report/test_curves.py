@@ -1,0 +1,28 @@
+import pytest
+
+from sparta.report import plot_learning_curves
+from sparta.runs import Run
+
+
+def test_plot_writes_a_png_from_metrics(tmp_path):
+    run = Run.create({}, "train", root=tmp_path, name="r")
+    for e in (1, 2, 3):
+        run.log(
+            {
+                "epoch": e,
+                "train_loss": 1 / e,
+                "train_acc": e / 4,
+                "val_loss": 1.1 / e,
+                "val_acc": e / 5,
+            }
+        )
+    run.write_summary({"test_acc": 0.5})
+    path = plot_learning_curves(run.path)
+    assert path == run.path / "curves.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_metrics_is_a_clear_error(tmp_path):
+    run = Run.create({}, "train", root=tmp_path, name="r")
+    with pytest.raises(ValueError, match="no epoch metrics"):
+        plot_learning_curves(run.path)
