@@ -140,3 +140,22 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
         for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     ]
     assert epochs == [1, 2, 3]
+
+
+def test_demo_falls_back_to_digits_when_fashion_is_missing(tmp_path, capsys, monkeypatch):
+    from sparta import data as sdata
+
+    real = sdata.available
+
+    def without_fashion():
+        rows = real()
+        for r in rows:
+            if r["name"] == "fashion-mnist":
+                r.update(found=False, path=None)
+        return rows
+
+    monkeypatch.setattr(sdata, "available", without_fashion)
+    code, out, err = _run(["demo", "--epochs", "1", "--out", str(tmp_path)], capsys)
+    assert code == 0
+    assert (tmp_path / "demo-digits" / "summary.json").is_file()
+    assert "digits" in out
