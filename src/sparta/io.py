@@ -184,7 +184,11 @@ def _import_restorer(key: str) -> None:
     """Import the package that handles an extra (e.g. ``masks`` -> ``sparta.sparsity``)."""
     import importlib
 
-    owners = {"masks": "sparta.sparsity"}
+    owners = {
+        "masks": "sparta.sparsity",
+        "shapes": "sparta.sparsity.export",
+        "sparse": "sparta.sparsity.export",
+    }
     if key in owners:
         importlib.import_module(owners[key])
     if key not in _RESTORERS:

@@ -48,6 +48,9 @@ def load_splits(cfg: TrainConfig) -> Splits:
     return Splits(train, val, test)
 
 
+_PER_EPOCH_ONLY = ("epoch", "step", "lr", "epoch_time_s")
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -130,7 +133,8 @@ def train(
     }
     if history:
         last = history[-1]
-        summary.update({k: last[k] for k in ("train_acc", "val_acc") if k in last})
+        # the last epoch's figures (callbacks add theirs, e.g. sparsity or val_robust_acc)
+        summary.update({k: v for k, v in last.items() if k not in _PER_EPOCH_ONLY})
     best = next((cb for cb in cbs if isinstance(cb, BestCheckpoint)), None)
     if best is not None and best.best_epoch >= 0:
         summary.update({f"best_{best.metric}": best.best, "best_epoch": best.best_epoch})

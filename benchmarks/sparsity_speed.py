@@ -1,0 +1,316 @@
+"""Does sparsity buy real speed? Three ratios, each measured in one process.
+
+(a) training-step time of LeNet-300-100 masked at 90% (sparta: masked gradients after
+    backward, re-masked weights after the step, no hooks) against the dense model and against
+    ``torch.nn.utils.prune.global_unstructured`` (L1, 90%, forward pre-hooks);
+(b) CPU inference speedup of channel-pruned conv models exported with ``compact`` at 50% and
+    75% channel sparsity against the dense model, next to the MAC ratio (goal: speedup >= 90%
+    of the MAC ratio);
+(c) a Linear layer (default 1024 x 1024, batch 256) run as a CSR (unstructured mask) and BSR
+    (block mask) sparse matrix against the dense matmul, across sparsities: where sparse wins.
+
+Every figure is a ratio of medians over interleaved repeats; ``torch.set_num_threads`` is fixed
+(``--threads``) and printed. Writes ``benchmarks/results/sparsity_speed.json``.
+
+    python benchmarks/sparsity_speed.py [--threads 1] [--repeats 7] [--parts a b c]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torch.nn.utils.prune as tprune
+from torch import nn
+
+from sparta import models
+from sparta.data.base import DatasetInfo
+from sparta.sparsity.channels import prune_channels
+from sparta.sparsity.export import SparseLinear, compact, to_sparse
+from sparta.sparsity.masks import apply_masks, attach, mask_gradients
+from sparta.sparsity.topk import global_masks
+
+RESULTS = Path(__file__).parent / "results"
+FASHION = DatasetInfo("fashion-mnist", (1, 28, 28), 10, (0.286,), (0.353,))
+CIFAR = DatasetInfo("cifar10", (3, 32, 32), 10, (0.491, 0.482, 0.447), (0.247, 0.243, 0.262))
+
+
+def interleaved(fns: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, the functions taking turns in every repeat."""
+    for f in fns.values():  # warm-up
+        f()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            times[k].append(f())
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def timed(step: Callable[[], Any], n: int) -> Callable[[], float]:
+    """A function that runs ``step`` ``n`` times and returns seconds per call."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            step()
+        return (time.perf_counter() - start) / n
+
+    return run
+
+
+def inference(model: nn.Module, x: torch.Tensor, n: int) -> Callable[[], float]:
+    """Seconds per forward pass of ``model`` on ``x`` under ``inference_mode``."""
+
+    def step() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return timed(step, n)
+
+
+# ------------------------------------------------------------------ (a) training steps
+def _train_data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+    try:
+        from sparta import data as sdata
+
+        ds = sdata.load("fashion-mnist", "train").take(n, seed=seed)
+        return ds.x, ds.y, "fashion-mnist"
+    except (FileNotFoundError, ValueError, OSError):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand((n, *FASHION.input_shape), generator=g)
+        return x, torch.randint(0, 10, (n,), generator=g), "random"
+
+
+def train_steps(repeats: int, steps: int, batch: int, sparsity: float = 0.9) -> dict[str, Any]:
+    x, y, source = _train_data(batch * steps)
+    batches = [(x[i : i + batch], y[i : i + batch]) for i in range(0, len(y), batch)]
+
+    def setup(kind: str) -> Callable[[], float]:
+        torch.manual_seed(0)
+        model = models.create("lenet300", FASHION).train()
+        weights = {n: p for n, p in model.named_parameters() if n.endswith("weight")}
+        if kind == "sparta":
+            attach(model, global_masks({n: p.detach().abs() for n, p in weights.items()}, sparsity))
+        elif kind == "torch_prune":
+            mods = [(m, "weight") for m in model.modules() if isinstance(m, nn.Linear)]
+            tprune.global_unstructured(mods, tprune.L1Unstructured, amount=sparsity)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+        def epoch() -> None:
+            for xb, yb in batches:
+                loss = F.cross_entropy(model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if kind == "sparta":
+                    mask_gradients(model)
+                opt.step()
+                if kind == "sparta":
+                    apply_masks(model)
+
+        return timed(epoch, 1)
+
+    med = interleaved({k: setup(k) for k in ("dense", "sparta", "torch_prune")}, repeats)
+    per_step = {k: v / len(batches) for k, v in med.items()}
+    return {
+        "model": "lenet300",
+        "sparsity": sparsity,
+        "data": source,
+        "batch_size": batch,
+        "steps_per_repeat": len(batches),
+        "step_s": per_step,
+        "sparta_over_dense": per_step["sparta"] / per_step["dense"],
+        "torch_prune_over_dense": per_step["torch_prune"] / per_step["dense"],
+        "sparta_over_torch_prune": per_step["sparta"] / per_step["torch_prune"],
+    }
+
+
+# ------------------------------------------------------------------ (b) compact inference
+def compact_inference(
+    names: list[str], sparsities: list[float], repeats: int, batch: int
+) -> list[dict[str, Any]]:
+    rows = []
+    for name in names:
+        info = FASHION if name in ("lenet5", "lenet300") else CIFAR
+        torch.manual_seed(0)
+        dense = models.create(name, info).eval()
+        x = torch.rand((batch, *info.input_shape), generator=torch.Generator().manual_seed(1))
+        smalls = {}
+        for s in sparsities:
+            masked = models.create(name, info).eval()
+            masked.load_state_dict(dense.state_dict())
+            prune_channels(masked, s, "l1", "layer")
+            smalls[s] = compact(masked).eval()
+            with torch.no_grad():
+                err = float((masked(x) - smalls[s](x)).abs().max())
+            assert err <= 1e-4, f"{name} at {s}: compact differs by {err}"
+        fns = {"dense": dense, **{f"s{s}": m for s, m in smalls.items()}}
+
+        med = interleaved({k: inference(m, x, 1) for k, m in fns.items()}, repeats)
+        macs_dense = models.count_flops(dense, info.input_shape)
+        params_dense = models.count_params(dense)
+        for s, small in smalls.items():
+            mac_ratio = macs_dense / models.count_flops(small, info.input_shape)
+            speedup = med["dense"] / med[f"s{s}"]
+            rows.append(
+                {
+                    "model": name,
+                    "input": list(info.input_shape),
+                    "batch_size": batch,
+                    "channel_sparsity": s,
+                    "dense_s": med["dense"],
+                    "compact_s": med[f"s{s}"],
+                    "speedup": speedup,
+                    "mac_ratio": mac_ratio,
+                    "param_ratio": params_dense / models.count_params(small),
+                    "speedup_over_mac_ratio": speedup / mac_ratio,
+                }
+            )
+    return rows
+
+
+# ------------------------------------------------------------------ (c) sparse matmul
+def _block_mask(rows: int, cols: int, sparsity: float, block: int, g: torch.Generator):
+    nb = (rows // block) * (cols // block)
+    keep = max(1, round(nb * (1 - sparsity)))
+    flat = torch.zeros(nb, dtype=torch.bool)
+    flat[torch.randperm(nb, generator=g)[:keep]] = True
+    tiles = flat.view(rows // block, cols // block)
+    return tiles.repeat_interleave(block, 0).repeat_interleave(block, 1)
+
+
+def sparse_linear(
+    size: int, batch: int, sparsities: list[float], block: int, repeats: int, inner: int
+) -> list[dict[str, Any]]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand((batch, size), generator=g)
+    rows = []
+    for s in sparsities:
+        dense = nn.Linear(size, size).eval()
+        unstr = nn.Linear(size, size).eval()
+        unstr.load_state_dict(dense.state_dict())
+        attach(unstr, {"weight": torch.rand((size, size), generator=g) >= s})
+        blocky = nn.Linear(size, size).eval()
+        blocky.load_state_dict(dense.state_dict())
+        attach(blocky, {"weight": _block_mask(size, size, s, block, g)})
+        csr = to_sparse(nn.Sequential(unstr), "csr")[0]
+        bsr = to_sparse(nn.Sequential(blocky), "bsr", blocksize=block)[0]
+        assert isinstance(csr, SparseLinear) and isinstance(bsr, SparseLinear)
+        with torch.no_grad():
+            assert (csr(x) - unstr(x)).abs().max() <= 1e-3 * unstr(x).abs().max()
+            assert (bsr(x) - blocky(x)).abs().max() <= 1e-3 * blocky(x).abs().max()
+        fns = {"dense": dense, "csr": csr, "bsr": bsr}
+        med = interleaved({k: inference(m, x, inner) for k, m in fns.items()}, repeats)
+        rows.append(
+            {
+                "size": size,
+                "batch_size": batch,
+                "sparsity": s,
+                "blocksize": block,
+                "dense_s": med["dense"],
+                "csr_s": med["csr"],
+                "bsr_s": med["bsr"],
+                "csr_speedup": med["dense"] / med["csr"],
+                "bsr_speedup": med["dense"] / med["bsr"],
+            }
+        )
+    return rows
+
+
+def _first_win(rows: list[dict[str, Any]], key: str) -> float | None:
+    wins = [r["sparsity"] for r in rows if r[key] > 1.0]
+    return min(wins) if wins else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--parts", nargs="+", default=["a", "b", "c"], choices=["a", "b", "c"])
+    ap.add_argument("--train-steps", type=int, default=50)
+    ap.add_argument("--train-batch", type=int, default=128)
+    ap.add_argument("--conv-models", nargs="+", default=["lenet5", "conv4", "resnet20"])
+    ap.add_argument("--conv-batch", type=int, default=256)
+    ap.add_argument("--channel-sparsities", nargs="+", type=float, default=[0.5, 0.75])
+    ap.add_argument("--linear-size", type=int, default=1024)
+    ap.add_argument("--linear-batch", type=int, default=256)
+    ap.add_argument("--blocksize", type=int, default=16)
+    ap.add_argument(
+        "--sparsities",
+        nargs="+",
+        type=float,
+        default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99],
+    )
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {args.repeats}")
+    out: dict[str, Any] = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    out["repeats"] = args.repeats
+    if "a" in args.parts:
+        a = train_steps(args.repeats, args.train_steps, args.train_batch)
+        out["train_step"] = a
+        st = a["step_s"]
+        print(f"\n(a) training step, lenet300 at 90%, batch {a['batch_size']} ({a['data']})")
+        print(
+            f"  dense {st['dense'] * 1e3:.3f} ms  sparta {st['sparta'] * 1e3:.3f} ms  "
+            f"torch.nn.utils.prune {st['torch_prune'] * 1e3:.3f} ms"
+        )
+        print(
+            f"  sparta/dense {a['sparta_over_dense']:.3f}  prune/dense "
+            f"{a['torch_prune_over_dense']:.3f}  sparta/prune {a['sparta_over_torch_prune']:.3f}"
+        )
+    if "b" in args.parts:
+        b = compact_inference(
+            args.conv_models, args.channel_sparsities, args.repeats, args.conv_batch
+        )
+        out["compact_inference"] = b
+        print(f"\n(b) compact inference, batch {args.conv_batch}")
+        print(
+            f"  {'model':<9}{'chan.sp':>8}{'dense ms':>10}{'compact ms':>11}"
+            f"{'speedup':>9}{'MAC ratio':>10}{'eff.':>7}"
+        )
+        for r in b:
+            print(
+                f"  {r['model']:<9}{r['channel_sparsity']:>8.2f}{r['dense_s'] * 1e3:>10.2f}"
+                f"{r['compact_s'] * 1e3:>11.2f}{r['speedup']:>9.2f}{r['mac_ratio']:>10.2f}"
+                f"{r['speedup_over_mac_ratio']:>7.2f}"
+            )
+    if "c" in args.parts:
+        c = sparse_linear(
+            args.linear_size,
+            args.linear_batch,
+            args.sparsities,
+            args.blocksize,
+            args.repeats,
+            inner=5,
+        )
+        out["sparse_linear"] = c
+        out["csr_wins_from"] = _first_win(c, "csr_speedup")
+        out["bsr_wins_from"] = _first_win(c, "bsr_speedup")
+        print(
+            f"\n(c) Linear {args.linear_size}x{args.linear_size}, batch {args.linear_batch}, "
+            f"BSR blocks {args.blocksize}x{args.blocksize} (block mask)"
+        )
+        print(
+            f"  {'sparsity':>8}{'dense ms':>10}{'csr ms':>9}{'bsr ms':>9}{'csr x':>8}{'bsr x':>8}"
+        )
+        for r in c:
+            print(
+                f"  {r['sparsity']:>8.2f}{r['dense_s'] * 1e3:>10.3f}{r['csr_s'] * 1e3:>9.3f}"
+                f"{r['bsr_s'] * 1e3:>9.3f}{r['csr_speedup']:>8.2f}{r['bsr_speedup']:>8.2f}"
+            )
+        print(f"  CSR wins from {out['csr_wins_from']}, BSR from {out['bsr_wins_from']}")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "sparsity_speed.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

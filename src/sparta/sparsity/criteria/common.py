@@ -1,0 +1,81 @@
+"""Helpers shared by the criteria: a context that restores the model, seeded batches, grads."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparta.data import ImageDataset
+
+
+@contextlib.contextmanager
+def scoring(
+    model: nn.Module, params: Mapping[str, nn.Parameter], train: bool = False
+) -> Iterator[nn.Module]:
+    """Within the block: ``params`` require grad and the model is in eval (or train) mode.
+
+    Afterwards every module's mode, every parameter's ``requires_grad`` and every buffer
+    (BatchNorm statistics move in train mode) are restored.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()] if train else []
+    model.train(train)
+    for p in params.values():
+        p.requires_grad_(True)
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+
+
+def sample_batches(
+    data: ImageDataset, batches: int, batch_size: int, seed: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``batches`` batches of ``batch_size`` samples in a seeded random order (no repeats;
+    fewer when the dataset runs out)."""
+    if batches < 1 or batch_size < 1:
+        raise ValueError(f"batches={batches}, batch_size={batch_size}: both must be >= 1")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    for i in range(batches):
+        idx = order[i * batch_size : (i + 1) * batch_size]
+        if idx.numel() == 0:
+            break
+        yield data.x[idx].to(device), data.y[idx].to(device)
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a parameter-free model)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def loss_grads(
+    model: nn.Module,
+    params: Mapping[str, nn.Parameter],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    temperature: float = 1.0,
+    create_graph: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """Gradients of the mean cross-entropy of ``model(x) / temperature`` w.r.t. ``params``
+    (via ``autograd.grad``: no ``.grad`` field is touched)."""
+    loss = F.cross_entropy(model(x) / temperature, y)
+    return torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+
+
+def data_batches(
+    model: nn.Module, data: ImageDataset, batches: int, batch_size: int, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The seeded batches a data-dependent criterion uses, on the model's device."""
+    return list(sample_batches(data, batches, batch_size, seed, device_of(model)))

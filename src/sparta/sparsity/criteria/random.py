@@ -1,0 +1,18 @@
+"""Random pruning: i.i.d. uniform scores from a seeded generator (a baseline)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sparta.data import ImageDataset
+from sparta.sparsity.criteria import register_criterion
+
+
+@register_criterion("random", needs_data=False)
+def random_scores(
+    model: nn.Module, params: dict[str, nn.Parameter], data: ImageDataset | None, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Uniform [0, 1) scores drawn in parameter order from ``torch.Generator(seed)``."""
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(p.shape, generator=g).to(p.device) for n, p in params.items()}

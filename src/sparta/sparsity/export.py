@@ -1,0 +1,477 @@
+"""Export sparse models to something that is really smaller or faster.
+
+- :func:`compact`: a channel-masked model becomes a physically smaller dense model (new
+  Conv/Linear/BatchNorm modules with fewer channels, no masks) with the same outputs. The
+  checkpoint extra ``"shapes"`` (module name -> new sizes) lets :func:`sparta.load` rebuild it
+  from the checkpoint alone.
+- :func:`to_sparse`: masked Linear (and Conv2d, through ``unfold``/im2col) layers become
+  modules that multiply with a ``torch.sparse`` CSR or BSR weight. Their tensors
+  (``crow_indices``, ``col_indices``, ``values``) are ordinary buffers, so the model saves
+  with :func:`sparta.save` (extra ``"sparse"``) and reloads with :func:`sparta.load`.
+  On CPU the sparse conv path is usually slower than the dense convolution; it exists for
+  size and completeness, and the Linear path is the one that can win (see
+  ``benchmarks/sparsity_speed.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparta import io
+from sparta.sparsity.groups import ChannelGroup, channel_groups, input_shape_of
+from sparta.sparsity.masks import SUFFIX, detach_masks, masks_of
+
+log = logging.getLogger(__name__)
+
+SHAPES_KEY = "shapes"
+SPARSE_KEY = "sparse"
+SHAPES_ATTR = "sparta_shapes"
+SPARSE_ATTR = "sparta_sparse"
+FORMATS = ("csr", "bsr")
+_RESIZABLE = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+# ------------------------------------------------------------------ compact export
+def kept_channels(model: nn.Module, groups: Sequence[ChannelGroup]) -> list[torch.Tensor]:
+    """Per group, a bool vector of the channels the masks keep.
+
+    A channel is removed when every producer's mask row and every consumer's mask columns
+    for it are all False (a layer without a mask keeps everything). A group whose channels
+    would all go keeps channel 0, whose weights are masked anyway, so outputs are unchanged.
+    """
+    masks = masks_of(model)
+    keeps = []
+    for g in groups:
+        removed = torch.ones(g.size, dtype=torch.bool)
+        if not g.producers and not g.consumers:
+            removed[:] = False
+        for p in g.producers:
+            m = masks.get(f"{p}.weight")
+            removed &= False if m is None else ~m.detach().flatten(1).any(1).cpu()
+        for c in g.consumers:
+            m = masks.get(f"{c.module}.weight")
+            if m is None:
+                removed[:] = False
+                continue
+            cols = m.detach().transpose(0, 1).reshape(m.shape[1], -1).any(1).cpu()
+            removed &= ~cols.view(g.size, c.inner).any(1)
+        keep = ~removed
+        if not keep.any():
+            keep[0] = True
+        keeps.append(keep)
+    return keeps
+
+
+def _resized(mod: nn.Module, sizes: dict[str, int]) -> nn.Module:
+    """A fresh module like ``mod`` with new channel counts (``in``/``out`` or ``features``)."""
+    if type(mod) not in _RESIZABLE:
+        raise ValueError(f"cannot resize a {type(mod).__name__}; only {_RESIZABLE} are")
+    ref = next(iter(mod.parameters()), None)
+    if ref is None:
+        ref = next(iter(mod.buffers()))
+    kw: dict[str, Any] = {"device": ref.device, "dtype": ref.dtype}
+    if isinstance(mod, nn.Linear):
+        return nn.Linear(sizes["in"], sizes["out"], bias=mod.bias is not None, **kw)
+    if isinstance(mod, nn.Conv1d | nn.Conv2d):
+        return type(mod)(
+            sizes["in"],
+            sizes["out"],
+            mod.kernel_size,
+            stride=mod.stride,
+            padding=mod.padding,
+            dilation=mod.dilation,
+            groups=mod.groups,
+            bias=mod.bias is not None,
+            padding_mode=mod.padding_mode,
+            **kw,
+        )
+    return type(mod)(
+        sizes["features"],
+        eps=mod.eps,
+        momentum=mod.momentum,
+        affine=mod.affine,
+        track_running_stats=mod.track_running_stats,
+        **kw,
+    )
+
+
+def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, new)
+
+
+def _copy_into(new: nn.Module, old: nn.Module, index: dict[int, torch.Tensor]) -> None:
+    """Copy ``old``'s parameters and buffers into ``new``, taking ``index[dim]`` along dims."""
+    with torch.no_grad():
+        olds = dict(old.named_parameters(recurse=False)) | dict(old.named_buffers(recurse=False))
+        for name, t in list(new.named_parameters(recurse=False)) + list(
+            new.named_buffers(recurse=False)
+        ):
+            src = olds[name].detach()
+            for dim, idx in index.items():
+                if src.dim() > dim and src.shape[dim] != t.shape[dim]:
+                    src = src.index_select(dim, idx.to(src.device))
+            t.copy_(src)
+        for name, p in new.named_parameters(recurse=False):
+            p.requires_grad_(olds[name].requires_grad)
+    new.train(old.training)
+
+
+def compact(model: nn.Module, input_shape: Sequence[int] | None = None) -> nn.Module:
+    """A physically smaller copy of a channel-masked ``model`` (``model`` is not changed).
+
+    Channels removed by the masks (see :func:`kept_channels`) are cut from their producers'
+    rows and bias, BatchNorm entries and consumers' columns; every mask buffer is dropped
+    (remaining zeros stay in the weights). In eval mode the outputs equal the masked model's.
+    The new sizes are recorded on the copy (``sparta_shapes``) so that :func:`sparta.save`
+    writes them and :func:`sparta.load` rebuilds the small model. ``input_shape`` defaults
+    to the model's sparta spec. A model without removed channels is an error.
+    """
+    shape = input_shape_of(model, input_shape)
+    groups = channel_groups(model, shape)
+    keeps = kept_channels(model, groups)
+    if all(bool(k.all()) for k in keeps):
+        raise ValueError(
+            f"{type(model).__name__} has no channel masks (no channel of any group is fully "
+            "masked); prune with structure='channel' first"
+        )
+    out_idx: dict[str, torch.Tensor] = {}
+    in_idx: dict[str, torch.Tensor] = {}
+    norm_idx: dict[str, torch.Tensor] = {}
+    for g, keep in zip(groups, keeps, strict=True):
+        if bool(keep.all()):
+            continue
+        idx = keep.nonzero().flatten()
+        for p in g.producers:
+            out_idx[p] = idx
+        for n in g.norms:
+            norm_idx[n] = idx
+        for c in g.consumers:
+            in_idx[c.module] = (idx[:, None] * c.inner + torch.arange(c.inner)).flatten()
+    small = copy.deepcopy(model)
+    detach_masks(small)
+    shapes: dict[str, dict[str, Any]] = dict(getattr(small, SHAPES_ATTR, None) or {})
+    for name in sorted(set(out_idx) | set(in_idx) | set(norm_idx)):
+        old = small.get_submodule(name)
+        if name in norm_idx:
+            sizes = {"features": int(norm_idx[name].numel())}
+            index = {0: norm_idx[name]}
+        else:
+            n_out = old.weight.shape[0]
+            n_in = old.weight.shape[1]
+            sizes = {
+                "in": int(in_idx[name].numel()) if name in in_idx else int(n_in),
+                "out": int(out_idx[name].numel()) if name in out_idx else int(n_out),
+            }
+            index = {}
+            if name in out_idx:
+                index[0] = out_idx[name]
+            if name in in_idx:
+                index[1] = in_idx[name]
+        new = _resized(old, sizes)
+        _copy_into(new, old, index)
+        _set_module(small, name, new)
+        shapes[name] = {"type": type(old).__name__, **sizes}
+    setattr(small, SHAPES_ATTR, shapes)
+    return small
+
+
+def compact_report(
+    dense: nn.Module, small: nn.Module, input_shape: Sequence[int] | None = None
+) -> dict[str, Any]:
+    """Parameters and MACs of ``small`` (e.g. :func:`compact`'s result) against ``dense``
+    (the masked model it came from), with the fractions kept."""
+    from sparta.models import count_flops, count_params
+
+    shape = input_shape_of(dense, input_shape)
+    params, params_dense = count_params(small), count_params(dense)
+    macs, macs_dense = count_flops(small, shape), count_flops(dense, shape)
+    return {
+        "params": params,
+        "params_dense": params_dense,
+        "param_fraction": params / params_dense if params_dense else 1.0,
+        "macs": macs,
+        "macs_dense": macs_dense,
+        "mac_fraction": macs / macs_dense if macs_dense else 1.0,
+    }
+
+
+def channel_fraction(model: nn.Module, input_shape: Sequence[int] | None = None) -> float:
+    """Fraction of the prunable groups' channels that the masks of ``model`` remove."""
+    groups = channel_groups(model, input_shape)
+    keeps = kept_channels(model, groups)
+    total = sum(g.size for g in groups)
+    return 1.0 - sum(int(k.sum()) for k in keeps) / total if total else 0.0
+
+
+def _describe_shapes(model: nn.Module) -> dict[str, Any] | None:
+    return getattr(model, SHAPES_ATTR, None) or None
+
+
+def _restore_shapes(model: nn.Module, tensors: dict[str, torch.Tensor], value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"checkpoint extra 'shapes' must be a dict, got {type(value).__name__}")
+    for name, rec in value.items():
+        try:
+            old = model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"checkpoint resizes module {name!r}, which the model lacks") from None
+        if type(old).__name__ != rec.get("type"):
+            raise ValueError(
+                f"checkpoint resizes {name!r} as a {rec.get('type')}, but it is a "
+                f"{type(old).__name__}"
+            )
+        _set_module(model, name, _resized(old, rec))
+    setattr(model, SHAPES_ATTR, dict(value))
+
+
+# ------------------------------------------------------------------ sparse (CSR / BSR) export
+class _SparseWeight(nn.Module):
+    """Holds a 2-D weight as CSR/BSR buffers and an optional dense bias parameter."""
+
+    crow_indices: torch.Tensor
+    col_indices: torch.Tensor
+    values: torch.Tensor
+
+    def __init__(self, rec: dict[str, Any], device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.rec = dict(rec)
+        rows, cols = rec["shape"]
+        bh, bw = rec["blocksize"] if rec["layout"] == "bsr" else (1, 1)
+        idx = getattr(torch, rec["index_dtype"])
+        self.register_buffer("crow_indices", torch.zeros(rows // bh + 1, dtype=idx, device=device))
+        self.register_buffer("col_indices", torch.zeros(rec["nnz"], dtype=idx, device=device))
+        vshape = (rec["nnz"],) if rec["layout"] == "csr" else (rec["nnz"], bh, bw)
+        self.register_buffer("values", torch.zeros(vshape, dtype=dtype, device=device))
+        self.bias = (
+            nn.Parameter(torch.zeros(rec["out"], dtype=dtype, device=device))
+            if rec["bias"]
+            else None
+        )
+
+    @classmethod
+    def from_dense(
+        cls, weight: torch.Tensor, bias: torch.Tensor | None, rec: dict[str, Any]
+    ) -> _SparseWeight:
+        w = weight.detach().reshape(weight.shape[0], -1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            if rec["layout"] == "csr":
+                s = w.to_sparse_csr()
+            else:
+                s = w.to_sparse_bsr(tuple(rec["blocksize"]))
+        idx_dtype = torch.int32 if max(w.shape) < 2**31 - 1 and w.numel() < 2**31 else torch.int64
+        rec = {
+            **rec,
+            "shape": list(w.shape),
+            "nnz": int(s.col_indices().numel()),
+            "index_dtype": str(idx_dtype).removeprefix("torch."),
+            "bias": bias is not None,
+        }
+        mod = cls(rec, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            mod.crow_indices.copy_(s.crow_indices())
+            mod.col_indices.copy_(s.col_indices())
+            mod.values.copy_(s.values())
+            if bias is not None:
+                mod.bias.copy_(bias.detach())
+                mod.bias.requires_grad_(bias.requires_grad)
+        return mod
+
+    def weight_matrix(self) -> torch.Tensor:
+        """The weight as a sparse CSR/BSR tensor (built on the buffers, no copy)."""
+        make = torch.sparse_csr_tensor if self.rec["layout"] == "csr" else torch.sparse_bsr_tensor
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return make(
+                self.crow_indices,
+                self.col_indices,
+                self.values,
+                tuple(self.rec["shape"]),
+                check_invariants=False,
+            )
+
+    def to_dense_weight(self) -> torch.Tensor:
+        """The dense weight matrix (for checks)."""
+        return self.weight_matrix().to_dense()
+
+    def stored(self) -> int:
+        """Number of stored values (explicit zeros inside BSR blocks included)."""
+        return self.values.numel()
+
+    def extra_repr(self) -> str:
+        r = self.rec
+        density = self.stored() / (r["shape"][0] * r["shape"][1])
+        block = f", blocksize={tuple(r['blocksize'])}" if r["layout"] == "bsr" else ""
+        return f"{r['layout']}, shape={tuple(r['shape'])}{block}, stored={density:.3f}"
+
+
+class SparseLinear(_SparseWeight):
+    """``y = x W^T + b`` with ``W`` a CSR/BSR sparse matrix."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])
+        y = torch.sparse.mm(self.weight_matrix(), x2.t()).t()
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, y.shape[-1])
+
+    def extra_macs(self, x: torch.Tensor) -> int:
+        """Multiply-accumulates actually done: stored values times input rows."""
+        return self.stored() * (x.numel() // x.shape[-1])
+
+
+class SparseConv2d(_SparseWeight):
+    """A Conv2d (groups 1, zero padding) as im2col (``F.unfold``) times a sparse matrix."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.rec
+        n, _, h, w = x.shape
+        k, s, p, d = r["kernel_size"], r["stride"], r["padding"], r["dilation"]
+        cols = F.unfold(x, k, dilation=d, padding=p, stride=s)  # (N, C*kh*kw, L)
+        ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        flat = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # (C*kh*kw, N*L)
+        y = torch.sparse.mm(self.weight_matrix(), flat)  # (out, N*L)
+        y = y.reshape(r["out"], n, ho * wo).transpose(0, 1)
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return y.reshape(n, r["out"], ho, wo)
+
+    def extra_macs(self, x: torch.Tensor) -> int:
+        r = self.rec
+        h, w = x.shape[2], x.shape[3]
+        k, s, p, d = r["kernel_size"], r["stride"], r["padding"], r["dilation"]
+        ho = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+        wo = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+        return self.stored() * x.shape[0] * ho * wo
+
+
+def _blocksize(blocksize: int | Sequence[int]) -> tuple[int, int]:
+    b = (blocksize, blocksize) if isinstance(blocksize, int) else tuple(blocksize)
+    if len(b) != 2 or any(not isinstance(v, int) or v < 1 for v in b):
+        raise ValueError(f"blocksize must be a positive int or a pair of them, got {blocksize!r}")
+    return int(b[0]), int(b[1])
+
+
+def to_sparse(
+    model: nn.Module,
+    format: str = "csr",
+    blocksize: int | Sequence[int] = 16,
+    include_conv: bool = True,
+    masked_only: bool = True,
+) -> nn.Module:
+    """A copy of ``model`` whose masked Linear (and, with ``include_conv``, Conv2d) layers
+    multiply with a ``format`` (``"csr"`` or ``"bsr"``) sparse weight.
+
+    ``blocksize`` (BSR) is the tile size; a layer whose shape it does not divide, a grouped
+    or non-zero-padded conv stays dense (logged). ``masked_only=False`` converts every such
+    layer. Outputs equal the masked model's up to float summation order. The copy records
+    its layout (``sparta_sparse``) so :func:`sparta.save`/:func:`sparta.load` round-trip it.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"sparse format {format!r} is not known; allowed: {', '.join(FORMATS)}")
+    bh, bw = _blocksize(blocksize)
+    out = copy.deepcopy(model)
+    records: dict[str, dict[str, Any]] = dict(getattr(out, SPARSE_ATTR, None) or {})
+    skipped = []
+    for name, mod in list(out.named_modules()):
+        is_linear = type(mod) is nn.Linear
+        is_conv = type(mod) is nn.Conv2d and include_conv
+        if not (is_linear or is_conv):
+            continue
+        mask = mod._buffers.get("weight" + SUFFIX)
+        if masked_only and mask is None:
+            continue
+        weight = mod.weight.detach() if mask is None else mod.weight.detach() * mask
+        rows, cols = weight.shape[0], weight[0].numel()
+        rec: dict[str, Any] = {"layout": format, "out": rows}
+        if format == "bsr":
+            rec["blocksize"] = [bh, bw]
+            if rows % bh or cols % bw:
+                skipped.append(f"{name} ({rows}x{cols} not divisible by {bh}x{bw})")
+                continue
+        if is_conv:
+            if mod.groups != 1 or mod.padding_mode != "zeros" or isinstance(mod.padding, str):
+                skipped.append(f"{name} (grouped, string or non-zero padding)")
+                continue
+            rec.update(
+                kind="conv2d",
+                in_channels=mod.in_channels,
+                kernel_size=list(mod.kernel_size),
+                stride=list(mod.stride),
+                padding=list(mod.padding),
+                dilation=list(mod.dilation),
+            )
+            new: _SparseWeight = SparseConv2d.from_dense(weight, mod.bias, rec)
+        else:
+            rec["kind"] = "linear"
+            new = SparseLinear.from_dense(weight, mod.bias, rec)
+        new.train(mod.training)
+        _set_module(out, name, new)
+        records[name] = new.rec
+    if skipped:
+        log.info("kept dense: %s", "; ".join(skipped))
+    if not records:
+        why = f" (kept dense: {'; '.join(skipped)})" if skipped else ""
+        raise ValueError(
+            f"{type(model).__name__} has no {'masked ' if masked_only else ''}Linear"
+            f"{'/Conv2d' if include_conv else ''} layer to convert to {format}{why}"
+        )
+    setattr(out, SPARSE_ATTR, records)
+    return out
+
+
+def sparse_size_bytes(model: nn.Module) -> int:
+    """Bytes of the model's tensors as stored: sparse layers count their ``crow_indices``,
+    ``col_indices`` and ``values``, dense layers their full weights; mask buffers are not
+    counted. On a dense or masked model it gives the dense baseline."""
+    return sum(
+        t.numel() * t.element_size()
+        for k, t in model.state_dict().items()
+        if not k.endswith(SUFFIX)
+    )
+
+
+def stored_values(model: nn.Module) -> int:
+    """Parameter entries as stored: sparse layers' values plus every dense parameter."""
+    sparse = sum(m.stored() for m in model.modules() if isinstance(m, _SparseWeight))
+    return sparse + sum(p.numel() for p in model.parameters())
+
+
+def _describe_sparse(model: nn.Module) -> dict[str, Any] | None:
+    return getattr(model, SPARSE_ATTR, None) or None
+
+
+def _restore_sparse(model: nn.Module, tensors: dict[str, torch.Tensor], value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"checkpoint extra 'sparse' must be a dict, got {type(value).__name__}")
+    for name, rec in value.items():
+        vals = tensors.get(f"{name}.values")
+        if vals is None:
+            raise ValueError(f"checkpoint lists sparse layer {name!r} but holds no values for it")
+        cls = SparseConv2d if rec.get("kind") == "conv2d" else SparseLinear
+        _set_module(model, name, cls(rec, dtype=vals.dtype))
+    setattr(model, SPARSE_ATTR, dict(value))
+
+
+def _register() -> None:
+    io.register_extra(SHAPES_KEY, _describe_shapes, _restore_shapes)
+    io.register_extra(SPARSE_KEY, _describe_sparse, _restore_sparse)
+    # restore order follows registration order: sizes first, then sparse layers, then the
+    # rest (masks of a compacted model must meet the compacted shapes)
+    extras = io._EXTRAS
+    for key in [k for k in extras if k not in (SHAPES_KEY, SPARSE_KEY)]:
+        extras[key] = extras.pop(key)
+
+
+_register()

@@ -1,0 +1,174 @@
+"""Sparsity over time: the cubic schedule of gradual magnitude pruning (Zhu & Gupta,
+1710.01878) as a training callback, the cosine decay of DST drop fractions, and helpers
+that keep an optimizer's state harmless when masks change.
+
+One-shot pruning (at init, or of a trained model before fine-tuning) is a single call to
+``sparta.sparsity.pruning.prune`` followed by training with its handle's callback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from sparta.sparsity.allocation import ALLOCATIONS, allocate
+from sparta.sparsity.masks import apply_masks, attach, mask_gradients, masks_of, prunable_parameters
+from sparta.sparsity.topk import check_sparsity, global_masks, layer_masks
+from sparta.train.callbacks import Callback
+
+if TYPE_CHECKING:
+    from sparta.train.loop import Trainer
+
+DISTRIBUTIONS = ("global", *ALLOCATIONS)
+
+
+def cubic_sparsity(step: int, s_i: float, s_f: float, t0: int, n: int, dt: int) -> float:
+    """Zhu & Gupta eq. 1: ``s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3``.
+
+    ``s_i`` before ``t0``, ``s_f`` from ``t0 + n dt`` on.
+    """
+    if n < 1 or dt < 1:
+        raise ValueError(f"n={n}, dt={dt} are not allowed; expected integers >= 1")
+    if step <= t0:
+        return float(s_i)
+    if step >= t0 + n * dt:
+        return float(s_f)
+    return s_f + (s_i - s_f) * (1.0 - (step - t0) / (n * dt)) ** 3
+
+
+def cosine_decay(step: int, value: float, end_step: int) -> float:
+    """``value / 2 (1 + cos(pi t / T_end))`` for ``t <= T_end``, then 0 (RigL's drop fraction)."""
+    if end_step <= 0 or step > end_step:
+        return 0.0
+    return 0.5 * value * (1.0 + math.cos(math.pi * step / end_step))
+
+
+def current_sparsity(model: nn.Module) -> float:
+    """Fraction of masked-out entries over every masked parameter (0.0 without masks)."""
+    masks = list(masks_of(model).values())
+    total = sum(m.numel() for m in masks)
+    return 1.0 - sum(int(m.sum()) for m in masks) / total if total else 0.0
+
+
+@torch.no_grad()
+def reset_optimizer_state(
+    optimizer: torch.optim.Optimizer | None, param: nn.Parameter, where: torch.Tensor
+) -> None:
+    """Zero every per-entry optimizer buffer of ``param`` (momentum, Adam moments) at ``where``."""
+    state = optimizer.state.get(param) if optimizer is not None else None
+    for value in (state or {}).values():
+        if isinstance(value, torch.Tensor) and value.shape == param.shape:
+            value.masked_fill_(where, 0)
+
+
+def ensure_masks(model: nn.Module, names: Iterable[str]) -> None:
+    """Attach an all-ones mask to each named parameter that has none yet."""
+    params, existing = dict(model.named_parameters()), masks_of(model)
+    missing = {n: torch.ones_like(params[n], dtype=torch.bool) for n in names if n not in existing}
+    if missing:
+        attach(model, missing)
+
+
+class GradualPruning(Callback):
+    """Gradual magnitude pruning on the cubic schedule, as a training callback.
+
+    Every ``interval`` steps from ``start`` to ``end`` (fractions of training) the smallest
+    weights are pruned so that the masked parameters reach ``cubic_sparsity`` of that step;
+    the scope is one ``global`` threshold or per-layer densities (``uniform``/``layer`` or
+    ``erk``). Pruned entries never come back; their optimizer state is zeroed. Between
+    updates gradients are masked after backward and weights re-masked after each step.
+    """
+
+    name = "gmp"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sparsity: float,
+        *,
+        initial_sparsity: float = 0.0,
+        start: float = 0.1,
+        end: float = 0.6,
+        interval: int = 100,
+        distribution: str = "global",
+        include: str | Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+    ) -> None:
+        check_sparsity(sparsity)
+        check_sparsity(initial_sparsity)
+        if initial_sparsity > sparsity:
+            raise ValueError(
+                f"initial_sparsity={initial_sparsity} is not allowed; expected <= "
+                f"sparsity={sparsity}"
+            )
+        if not 0.0 <= start < end <= 1.0:
+            raise ValueError(
+                f"start={start}, end={end} are not allowed; expected 0 <= start < end <= 1"
+            )
+        if interval < 1:
+            raise ValueError(f"interval={interval} is not allowed; expected an integer >= 1")
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(
+                f"distribution={distribution!r} is not allowed; expected one of {DISTRIBUTIONS}"
+            )
+        self.s_i, self.s_f = float(initial_sparsity), float(sparsity)
+        self.start, self.end, self.interval = start, end, interval
+        self.distribution = distribution
+        self.names = list(prunable_parameters(model, include, exclude))
+        ensure_masks(model, self.names)
+        self.t0, self.n, self.dt = 0, 1, interval
+        self.target = 0.0
+
+    def plan(self, total_steps: int) -> tuple[int, int, int]:
+        """``(t0, n, dt)`` of a run of ``total_steps``: pruning ends by ``end`` of training."""
+        t0 = round(self.start * total_steps)
+        span = max(round(self.end * total_steps) - t0, 1)
+        dt = min(self.interval, span)
+        return t0, span // dt, dt
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.t0, self.n, self.dt = self.plan(trainer.total_steps)
+        apply_masks(trainer.model)
+
+    def after_backward(self, trainer: Trainer) -> None:
+        mask_gradients(trainer.model)
+
+    def after_step(self, trainer: Trainer) -> None:
+        t = trainer.step
+        if self.t0 <= t <= self.t0 + self.n * self.dt and (t - self.t0) % self.dt == 0:
+            self.target = cubic_sparsity(t, self.s_i, self.s_f, self.t0, self.n, self.dt)
+            self.prune_to(trainer.model, self.target, trainer.optimizer)
+        apply_masks(trainer.model)
+
+    @torch.no_grad()
+    def prune_to(
+        self, model: nn.Module, sparsity: float, optimizer: torch.optim.Optimizer | None = None
+    ) -> None:
+        """Prune the smallest surviving weights until the masked parameters reach ``sparsity``."""
+        params, masks = dict(model.named_parameters()), masks_of(model)
+        # pruned entries score -1, below every |w|: they are the first to stay out
+        scores = {n: torch.where(masks[n], params[n].abs(), -1.0) for n in self.names}
+        if self.distribution == "global":
+            new = global_masks(scores, sparsity)
+        else:
+            shapes = {n: s.shape for n, s in scores.items()}
+            new = layer_masks(scores, allocate(self.distribution, shapes, sparsity))
+        for n in self.names:
+            keep = new[n].to(masks[n].device) & masks[n]
+            reset_optimizer_state(optimizer, params[n], masks[n] & ~keep)
+            masks[n].copy_(keep)
+        apply_masks(model)
+
+    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        metrics["sparsity"] = current_sparsity(trainer.model)
+        metrics["gmp_target"] = self.target
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"target": self.target}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.target = float(state.get("target", 0.0))
