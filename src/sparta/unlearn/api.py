@@ -1,0 +1,188 @@
+"""``run``: prune (optionally), unlearn with one method, measure; and writing its run folder."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparta.data import ImageDataset
+from sparta.runs import Run
+from sparta.train import TrainConfig, Trainer
+from sparta.unlearn.methods import get_method, run_method
+from sparta.unlearn.metrics import accuracies, avg_gap, mia_efficacy
+from sparta.unlearn.options import UnlearnOptions
+from sparta.unlearn.settings import ForgetSpec, Setting, make_setting
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UnlearnResult:
+    """The unlearned model, its setting and figures.
+
+    ``summary`` holds exactly ``ua``, ``ra``, ``ta``, ``mia_efficacy``, ``rte_s`` (and
+    ``avg_gap`` when a Retrain reference was given); ``details`` the rest (every MIA
+    feature, sparsity, set sizes, per-epoch history).
+    """
+
+    model: nn.Module
+    setting: Setting
+    method: str
+    summary: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def check_dataset(model: nn.Module, data: ImageDataset) -> None:
+    """Raise ValueError when ``model`` (built by sparta) was trained on another dataset."""
+    spec = getattr(model, "sparta_spec", None)
+    if not isinstance(spec, dict) or "dataset" not in spec:
+        return
+    ds = spec["dataset"]
+    name = ds.get("name")
+    shape = tuple(ds.get("input_shape", data.input_shape))
+    classes = ds.get("num_classes", data.num_classes)
+    if name != data.name or shape != tuple(data.input_shape) or classes != data.num_classes:
+        raise ValueError(
+            f"the checkpoint was trained on {name} (inputs {shape}, {classes} classes), not "
+            f"on the requested dataset {data.name}; use --dataset {name} or another checkpoint"
+        )
+
+
+def sparsity_of(model: nn.Module) -> float:
+    """Share of exactly-zero entries among masked parameters (0 when none is masked)."""
+    from sparta.sparsity.masks import named_masks
+
+    total = zeros = 0
+    for _, p, _ in named_masks(model):
+        total += p.numel()
+        zeros += p.numel() - int(torch.count_nonzero(p.detach()))
+    return zeros / total if total else 0.0
+
+
+def prune_model(
+    model: nn.Module,
+    sparsity: float,
+    options: UnlearnOptions | None = None,
+    train: ImageDataset | None = None,
+    train_config: TrainConfig | None = None,
+) -> None:
+    """Prune first, in place: one-shot magnitude pruning (``sparta.sparsity.pruning``) at
+    ``sparsity`` with ``options.prune_scope``, then ``options.prune_finetune`` epochs on
+    the full training set ``train`` with the original recipe (the seeds' sparse original
+    model is trained after pruning, on all data, before any unlearning)."""
+    from sparta.sparsity.handle import MaskCallback
+    from sparta.sparsity.pruning import prune
+
+    opts = options or UnlearnOptions()
+    if not 0.0 <= float(sparsity) < 1.0:
+        raise ValueError(f"prune={sparsity!r} is not allowed; expected a sparsity in [0, 1)")
+    prune(model, "magnitude", sparsity, scope=opts.prune_scope)
+    if opts.prune_finetune > 0:
+        if train is None:
+            raise ValueError("prune_finetune needs the training set")
+        cfg = dataclasses.replace(
+            train_config or TrainConfig(),
+            epochs=opts.prune_finetune,
+            seed=opts.seed,
+            device=opts.device,
+            val_fraction=0.0,
+            best_metric="",
+            early_stop=0,
+            tensorboard=False,
+        )
+        Trainer(model, train, cfg, callbacks=[MaskCallback()], device=opts.device, quiet=True).fit()
+
+
+def measure(
+    model: nn.Module, setting: Setting, options: UnlearnOptions
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``({"ua", "ra", "ta", "mia_efficacy"}, {MIA feature: efficacy})`` of ``model``."""
+    forget, retain = setting.forget, setting.retain
+    acc = accuracies(model, forget, retain, setting.test)
+    mia = mia_efficacy(
+        model, retain, setting.test, forget, max_n=options.mia_max, seed=options.seed
+    )
+    return {**acc, "mia_efficacy": mia["confidence"]}, mia
+
+
+def run(
+    model: nn.Module,
+    train: ImageDataset,
+    test: ImageDataset,
+    method: str = "salun",
+    forget: str | ForgetSpec = "random:0.1",
+    prune: float = 0.0,
+    options: UnlearnOptions | Mapping[str, Any] | None = None,
+    train_config: TrainConfig | None = None,
+    reference: Mapping[str, float] | None = None,
+    setting: Setting | None = None,
+    quiet: bool = True,
+) -> UnlearnResult:
+    """Unlearn ``forget`` from a copy of ``model`` (trained on ``train``) with ``method``.
+
+    ``prune`` > 0 first prunes the copy by magnitude to that sparsity (prune first, then
+    unlearn; see :func:`prune_model`); masks already on the model or added here are kept
+    through unlearning. ``train_config`` is the original training's recipe (Retrain and
+    ``prune_finetune`` use it; default ``TrainConfig()``); ``reference`` holds Retrain's
+    ``ua``/``ra``/``ta``/``mia_efficacy`` for ``avg_gap``; ``setting`` (from
+    :func:`make_setting`) fixes the forget set instead of ``forget``. The caller's model is
+    never modified. RTE counts the method's own work (SalUn's saliency included),
+    not pruning or evaluation.
+    """
+    opts = options if isinstance(options, UnlearnOptions) else UnlearnOptions(**(options or {}))
+    get_method(method)
+    if not 0.0 <= float(prune) < 1.0:
+        raise ValueError(f"prune={prune!r} is not allowed; expected a sparsity in [0, 1)")
+    base = train_config or TrainConfig()
+    check_dataset(model, train)
+    setting = setting or make_setting(train, test, forget, seed=opts.seed)
+    work = copy.deepcopy(model).to(opts.device)
+    if prune > 0:
+        prune_model(work, prune, opts, train, base)
+    device = torch.device(opts.device)
+    start = time.perf_counter()
+    work, plan, history = run_method(work, setting, method, opts, base, quiet=quiet)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    rte = time.perf_counter() - start
+    metrics, mia = measure(work, setting, opts)
+    summary = {**metrics, "rte_s": rte}
+    if reference is not None:
+        summary["avg_gap"] = avg_gap(metrics, reference)
+    details = {
+        "method": get_method(method).name,
+        "forget": str(setting.spec),
+        "prune": float(prune),
+        "sparsity": sparsity_of(work),
+        "n_forget": len(setting.forget_pos),
+        "n_retain": len(setting.retain_pos),
+        "n_test": len(setting.test),
+        "mia": mia,
+        **({"reference": dict(reference)} if reference is not None else {}),
+    }
+    log.info("%s: %s", method, " ".join(f"{k}={v:.4f}" for k, v in summary.items()))
+    return UnlearnResult(
+        work, setting, get_method(method).name, summary, details, history, plan.info
+    )
+
+
+def write_result(result: UnlearnResult, run: Run) -> None:
+    """Write ``model.safetensors``, ``sets.json``, ``summary.json`` and ``metrics.jsonl``."""
+    from sparta.io import save
+
+    for record in result.history:
+        run.log(record)
+    run.log({"details": result.details})
+    result.setting.save(run.path)
+    save(result.model, run.file("model.safetensors"), **result.summary)
+    run.write_summary(result.summary)
