@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 EXIT_USAGE = 2
-COMMANDS = ["demo", "train", "eval", "info"]
+COMMANDS = ["demo", "train", "eval", "info", "lottery", "prune", "export", "attack", "unlearn"]
 
 
 class UsageError(Exception):

@@ -8,6 +8,7 @@ dataclass of options (its fields become flags and are recorded in config.yaml) a
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,11 +35,15 @@ class TrainExtension:
 
 
 EXTENSIONS: list[TrainExtension] = []
+# modules that append to EXTENSIONS when imported, in the order their setups run
+EXTENSION_MODULES = ("sparta.commands.sparse_train", "sparta.commands.adv_train")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from sparta.train import TrainConfig
 
+    for module in EXTENSION_MODULES:
+        importlib.import_module(module)
     p = sub.add_parser("train", help="train a model and write a run folder")
     add_dataclass_flags(p, TrainConfig)
     for ext in EXTENSIONS:

@@ -1,0 +1,165 @@
+"""``sparta train`` options for adversarial training: ``--adv pgd|trades|fast|wot --eps 0.1``.
+
+Registered as a :class:`~sparta.commands.train.TrainExtension`; importing this module adds
+the flags to ``sparta train``. With ``--adv`` set:
+
+* the objective becomes PGD-AT (``pgd`` and ``wot``), TRADES or Fast-AT;
+* a :class:`~sparta.defenses.RobustValidation` callback adds ``val_robust_acc`` (PGD with
+  ``--val-attack-steps`` on at most ``--val-n`` validation examples) to every epoch;
+* ``best_metric``, when left at its default ``val_acc``, becomes ``val_robust_acc``, so
+  ``best.safetensors`` is the most robust epoch (robust overfitting: the last epoch is
+  often not the best one);
+* ``--adv wot`` adds the WOT callback; it fits its coefficients on one half of the
+  validation split and robust validation uses the other half, so model selection never
+  sees the data WOT was fitted on.
+
+Combines with the sparse-training options (``--dst``, ``--gmp``, ``--prune-method``): the
+mask callback keeps pruned weights at zero under any objective.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from sparta.commands.train import EXTENSIONS, TrainExtension, TrainPlan
+
+ADV_METHODS = ("", "pgd", "trades", "fast", "wot")
+OBJECTIVES = {"pgd": "pgd-at", "wot": "pgd-at", "trades": "trades", "fast": "fast"}
+NORMS = ("linf", "l2")
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r} is not allowed; expected {allowed}")
+
+
+@dataclass
+class AdvTrainOptions:
+    """Adversarial-training options of ``sparta train`` (recorded in config.yaml)."""
+
+    adv: str = _opt(
+        "", "adversarial training: pgd, trades, fast or wot ('' for none)", choices=ADV_METHODS
+    )
+    eps: float = _opt(0.1, "perturbation budget in pixel units [0, 1] (with --adv)")
+    adv_norm: str = _opt("linf", "threat model of --adv: linf or l2", choices=NORMS)
+    adv_steps: int = _opt(10, "attack steps while training (pgd, trades, wot; fast uses 1)")
+    adv_alpha: float = _opt(
+        0.0, "attack step size (0: 2.5*eps/steps for pgd/wot, eps/4 trades, 1.25*eps fast)"
+    )
+    trades_beta: float = _opt(6.0, "TRADES weight of the KL term (1/lambda)")
+    wot_k: int = _opt(5, "WOT: trajectory segments per refinement")
+    wot_interval: int = _opt(100, "WOT: optimizer steps per trajectory segment")
+    wot_blocks: int = _opt(1, "WOT: coefficient groups per segment (1: WOT-W, >1: WOT-B)")
+    wot_fit_steps: int = _opt(10, "WOT: gradient steps that fit the coefficients")
+    val_attack_steps: int = _opt(10, "PGD steps of the per-epoch robust validation")
+    val_n: int = _opt(1000, "robust validation on at most this many examples (0: all)")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad value and what is allowed."""
+        _check(self.adv in ADV_METHODS, "adv", self.adv, f"one of {ADV_METHODS}")
+        _check(self.eps >= 0, "eps", self.eps, "a number >= 0")
+        _check(self.adv_norm in NORMS, "adv_norm", self.adv_norm, f"one of {NORMS}")
+        _check(self.adv_steps >= 1, "adv_steps", self.adv_steps, "an integer >= 1")
+        _check(self.adv_alpha >= 0, "adv_alpha", self.adv_alpha, "a number >= 0 (0: default)")
+        _check(self.trades_beta >= 0, "trades_beta", self.trades_beta, "a number >= 0")
+        for name in ("wot_k", "wot_interval", "wot_blocks", "wot_fit_steps", "val_attack_steps"):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        _check(self.val_n >= 0, "val_n", self.val_n, "an integer >= 0")
+        if not self.adv:
+            for f in fields(self):
+                if f.name != "adv" and getattr(self, f.name) != f.default:
+                    raise ValueError(
+                        f"{f.name}={getattr(self, f.name)!r} is not allowed without --adv; "
+                        f"expected --adv one of {ADV_METHODS[1:]}"
+                    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AdvTrainOptions:
+        """Build from a mapping; unknown keys are an error that lists the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown adversarial option {unknown[0]!r}; allowed: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+
+def active(opts: AdvTrainOptions) -> bool:
+    """Whether the options ask for adversarial training."""
+    return bool(opts.adv)
+
+
+def objective_of(opts: AdvTrainOptions, seed: int = 0, label_smoothing: float = 0.0) -> Any:
+    """The training objective ``--adv`` asks for."""
+    import sparta.defenses  # noqa: F401  (registers the objectives)
+    from sparta.train import create_objective
+
+    alpha = opts.adv_alpha or None
+    common = {"eps": opts.eps, "norm": opts.adv_norm, "alpha": alpha, "seed": seed}
+    if opts.adv == "trades":
+        return create_objective("trades", steps=opts.adv_steps, beta=opts.trades_beta, **common)
+    if opts.adv == "fast":
+        return create_objective("fast", label_smoothing=label_smoothing, **common)
+    return create_objective(
+        "pgd-at", steps=opts.adv_steps, label_smoothing=label_smoothing, **common
+    )
+
+
+def setup(opts: AdvTrainOptions, plan: TrainPlan, cfg: Any, splits: Any) -> None:
+    """Set the objective, add robust validation (and WOT), select by ``val_robust_acc``."""
+    from sparta import data as sdata
+    from sparta.defenses import WOT, RobustValidation
+
+    plan.objective = objective_of(opts, cfg.seed, cfg.label_smoothing)
+    val = splits.val
+    if opts.adv == "wot":
+        if val is None or len(val) < 2:
+            raise ValueError(
+                f"val_fraction={cfg.val_fraction!r} is not allowed with --adv wot; expected a "
+                "number in (0, 1): WOT fits its coefficients on a held-out split"
+            )
+        holdout, val = sdata.train_val_split(val, val_fraction=0.5, seed=cfg.seed)
+        plan.callbacks.append(
+            WOT(
+                holdout,
+                opts.eps,
+                opts.adv_norm,
+                k=opts.wot_k,
+                interval=opts.wot_interval,
+                blocks=opts.wot_blocks,
+                fit_steps=opts.wot_fit_steps,
+                attack_steps=opts.adv_steps,
+                seed=cfg.seed,
+            )
+        )
+    if val is None:
+        return
+    plan.callbacks.append(
+        RobustValidation(
+            val,
+            opts.eps,
+            opts.adv_norm,
+            steps=opts.val_attack_steps,
+            n=opts.val_n or None,
+            batch_size=cfg.eval_batch_size,
+            seed=cfg.seed,
+        )
+    )
+    if cfg.best_metric == "val_acc":
+        cfg.best_metric = "val_robust_acc"
+
+
+EXTENSIONS.append(TrainExtension(options=AdvTrainOptions, active=active, setup=setup))

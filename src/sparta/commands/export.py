@@ -1,0 +1,148 @@
+"""``sparta export``: turn a sparse checkpoint into a smaller or sparse-kernel model.
+
+* ``--format compact``: a channel-masked model becomes a physically smaller dense model
+  (``model.safetensors`` that ``sparta.load`` rebuilds from the checkpoint alone);
+* ``--format csr|bsr``: masked Linear/Conv2d layers are stored and run as torch.sparse
+  CSR/BSR matrices (``model.safetensors`` holding crow/col/values; ``sparta.load`` rebuilds
+  the sparse modules).
+
+``summary.json`` holds parameters and MACs with their fractions of the dense model, the
+size on disk against a dense checkpoint, and the largest absolute output difference from
+the masked model on a batch of the dataset's test split (random inputs if it is missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a pruned checkpoint: compact, CSR or BSR")
+    p.add_argument("--ckpt", required=True, help="run folder or .safetensors file")
+    p.add_argument("--format", required=True, choices=["compact", "csr", "bsr"])
+    p.add_argument("--blocksize", type=int, default=16, help="BSR tile size (default: 16)")
+    p.add_argument(
+        "--conv",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also convert Conv2d layers (im2col) for csr/bsr (default: yes)",
+    )
+    p.add_argument("--batch", type=int, default=256, help="inputs for the output check")
+    p.add_argument("--out", default="runs", help="folder that holds run folders (default: runs)")
+    p.add_argument("--name", help="run folder name (default: export and a hash of the config)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.set_defaults(func=run)
+
+
+def check_inputs(model: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """Up to ``n`` test inputs of the model's dataset, or uniform random ones if the data
+    is not available; returns the batch and ``"test"`` or ``"random"``."""
+    spec = model.sparta_spec
+    shape = tuple(spec["dataset"]["input_shape"])
+    try:
+        from sparta import data as sdata
+
+        ds = sdata.load(spec["dataset"]["name"], "test")
+        if tuple(ds.input_shape) != shape:
+            raise ValueError("shape mismatch")
+        return ds.take(min(n, len(ds)), seed=seed).x, "test"
+    except (FileNotFoundError, ValueError, OSError, KeyError) as e:
+        log.info("no test data for %s (%s); checking on random inputs", spec["dataset"]["name"], e)
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((n, *shape), generator=g), "random"
+
+
+def _file_size(path: Path) -> int:
+    return path.stat().st_size + path.with_suffix(".json").stat().st_size
+
+
+def dense_size_on_disk(model: nn.Module) -> int:
+    """Bytes of a checkpoint of ``model`` without its masks (the dense baseline)."""
+    import sparta
+    from sparta.sparsity.masks import detach_masks
+
+    dense = copy.deepcopy(model)
+    detach_masks(dense)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _file_size(sparta.save(dense, Path(tmp) / "dense.safetensors"))
+
+
+def export_model(
+    model: nn.Module, fmt: str, blocksize: int = 16, conv: bool = True
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The exported model and its figures (parameters, MACs, fractions) against ``model``."""
+    from sparta.models import count_flops, count_params
+    from sparta.sparsity import export
+    from sparta.sparsity.masks import masks_of
+
+    shape = tuple(model.sparta_spec["dataset"]["input_shape"])
+    if fmt == "compact":
+        fraction = export.channel_fraction(model, shape)
+        out = export.compact(model, shape)
+        return out, {**export.compact_report(model, out, shape), "channel_sparsity": fraction}
+    if not masks_of(model):
+        raise ValueError(f"checkpoint model has no masks; prune it before exporting to {fmt}")
+    out = export.to_sparse(model, fmt, blocksize, include_conv=conv)
+    params, params_dense = export.stored_values(out), count_params(model)
+    macs, macs_dense = count_flops(out, shape), count_flops(model, shape)
+    return out, {
+        "params": params,
+        "params_dense": params_dense,
+        "param_fraction": params / params_dense,
+        "macs": macs,
+        "macs_dense": macs_dense,
+        "mac_fraction": macs / macs_dense,
+        "sparse_layers": sorted(getattr(out, export.SPARSE_ATTR)),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import sparta
+    from sparta.runs import Run
+
+    if args.blocksize < 1:
+        raise ValueError(f"--blocksize {args.blocksize} is not allowed; expected >= 1")
+    if args.batch < 1:
+        raise ValueError(f"--batch {args.batch} is not allowed; expected >= 1")
+    model = sparta.load(args.ckpt)
+    out, figures = export_model(model, args.format, args.blocksize, args.conv)
+    x, source = check_inputs(model, args.batch)
+    with torch.no_grad():
+        diff = float((model(x) - out.eval()(x)).abs().max())
+    config = {
+        "ckpt": str(model.sparta_checkpoint["path"]),
+        "format": args.format,
+        "blocksize": args.blocksize if args.format == "bsr" else None,
+        "conv": args.conv,
+    }
+    run_ = Run.create(config, "export", root=args.out, name=args.name, overwrite=args.overwrite)
+    path = sparta.save(out, run_.path, source=config["ckpt"], format=args.format)
+    size, size_dense = _file_size(path), dense_size_on_disk(model)
+    summary = {
+        "format": args.format,
+        **figures,
+        "size_bytes": size,
+        "size_bytes_dense": size_dense,
+        "size_fraction": size / size_dense,
+        "max_abs_diff": diff,
+        "inputs": source,
+        "n_inputs": int(x.shape[0]),
+    }
+    run_.write_summary(summary)
+    print(
+        f"{args.format}: params {summary['param_fraction']:.3f}, "
+        f"MACs {summary['mac_fraction']:.3f}, size {summary['size_fraction']:.3f} of dense; "
+        f"max |diff| {diff:.2e} on {x.shape[0]} {source} inputs"
+    )
+    print(f"run: {run_.path}")
+    return 0

@@ -1,0 +1,217 @@
+"""``sparta prune``: prune a model with a criterion, a structure and a scope.
+
+Two modes:
+
+* at initialisation (``--model``/``--dataset`` and the usual training flags): the freshly
+  initialised model is pruned, then trained with its masks kept;
+* after training (``--ckpt RUN``): the checkpoint is loaded, pruned, then fine-tuned for
+  ``--epochs`` (default 0: only evaluated).
+
+``summary.json`` holds ``test_acc``, ``sparsity`` (fraction of zeros among the masked
+parameters), ``kept_params_fraction`` and ``kept_macs_fraction``; ``sparsity.txt`` and
+``sparsity.json`` hold the per-layer report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class PruneOptions:
+    """What to prune and how (recorded in config.yaml)."""
+
+    method: str = _opt("magnitude", "criterion: random magnitude snip grasp synflow taylor")
+    sparsity: float = _opt(0.9, "fraction of the pruned weights set to zero, in [0, 1)")
+    structure: str = _opt("unstructured", "unstructured, nm:N:M, block:b or channel")
+    scope: str = _opt("global", "global, layer (uniform) or erk")
+    include: list[str] = _opt((), "globs of parameter names to prune (default: Linear/Conv)")
+    exclude: list[str] = _opt((), "globs of parameter names to keep dense")
+    batches: int = _opt(0, "batches for data-dependent criteria (0: the criterion's default)")
+    rounds: int = _opt(0, "rounds of an iterative criterion (0: its default, 100 for synflow)")
+
+    def __post_init__(self) -> None:
+        from sparta.sparsity.structures import check_scope, parse_structure
+        from sparta.sparsity.topk import check_sparsity
+
+        self.include, self.exclude = list(self.include), list(self.exclude)
+        check_sparsity(self.sparsity)
+        check_scope(self.scope)
+        if parse_structure(self.structure).kind != "channel":
+            from sparta.sparsity.criteria import criterion
+
+            criterion(self.method)
+        for name in ("batches", "rounds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} is not allowed; expected >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PruneOptions:
+        return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
+
+    def criterion_options(self, seed: int) -> dict[str, Any]:
+        """Keyword options for the criterion: the seed where it takes one, and the
+        batches/rounds the user asked for (an error where they do not apply)."""
+        from sparta.sparsity.criteria import criterion
+        from sparta.sparsity.structures import parse_structure
+
+        if parse_structure(self.structure).kind == "channel":
+            return {"seed": seed}  # sparta.sparsity.channels.channel_masks takes a seed
+        entry = criterion(self.method)
+        accepted = inspect.signature(entry.fn).parameters
+        opts: dict[str, Any] = {"seed": seed} if "seed" in accepted else {}
+        if self.batches:
+            if "batches" not in accepted:
+                raise ValueError(f"--batches does not apply to method {self.method!r}")
+            opts["batches"] = self.batches
+        if self.rounds:
+            opts["rounds"] = self.rounds
+        return opts
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from sparta.cli import add_dataclass_flags, add_run_flags
+    from sparta.train import TrainConfig
+
+    p = sub.add_parser("prune", help="prune a model at init (then train) or after training")
+    p.add_argument("--ckpt", help="prune this run folder or checkpoint instead of a new model")
+    add_dataclass_flags(p, TrainConfig)
+    add_dataclass_flags(p, PruneOptions)
+    add_run_flags(p)
+    p.set_defaults(func=run)
+
+
+def _configs(args: argparse.Namespace) -> tuple[Any, PruneOptions, nn.Module | None]:
+    """TrainConfig, PruneOptions and (with ``--ckpt``) the loaded model."""
+    import sparta
+    from sparta.cli import config_from_args
+    from sparta.train import TrainConfig
+    from sparta.train.config import read_yaml
+
+    file_values = read_yaml(args.config) if args.config else {}
+    known = set(TrainConfig.__dataclass_fields__) | set(PruneOptions.__dataclass_fields__)
+    unknown = sorted(set(file_values) - known)
+    if unknown:
+        raise ValueError(f"unknown config key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+    opts = config_from_args(PruneOptions, args, file_values)
+    if not args.ckpt:
+        return config_from_args(TrainConfig, args, file_values), opts, None
+    model = sparta.load(args.ckpt)
+    base: dict[str, Any] = {}
+    run_config = Path(args.ckpt) / "config.yaml"
+    if run_config.is_file():  # a run folder: start from the config it was trained with
+        base = {
+            k: v for k, v in read_yaml(run_config).items() if k in TrainConfig.__dataclass_fields__
+        }
+    spec = model.sparta_spec
+    base.update(file_values)
+    base.update(dataset=spec["dataset"]["name"], model=spec["name"], width=spec.get("width", 1.0))
+    if "epochs" not in vars(args):
+        base["epochs"] = 0
+    return config_from_args(TrainConfig, args, base), opts, model
+
+
+def _check_fit(cfg: Any, opts: PruneOptions, model: nn.Module | None) -> None:
+    """Raise ValueError if include/exclude/structure do not fit the model."""
+    import torch
+
+    from sparta import data as sdata
+    from sparta import models
+    from sparta.sparsity.pruning import check_prunable
+    from sparta.sparsity.structures import parse_structure
+
+    if parse_structure(opts.structure).kind == "channel":
+        return
+    if model is None:
+        with torch.random.fork_rng(devices=[]):  # leave the seeded init untouched
+            info = sdata.info(cfg.dataset)
+            model = models.create(cfg.model, dataset=info, width=cfg.width)
+    check_prunable(model, opts.structure, opts.include or None, opts.exclude)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from sparta import models
+    from sparta.io import save, write_json
+    from sparta.runs import Run, config_hash
+    from sparta.sparsity.pruning import prune
+    from sparta.sparsity.report import format_report, report
+    from sparta.train import evaluate, load_splits, train
+
+    cfg, opts, model = _configs(args)
+    _check_fit(cfg, opts, model)  # fail before loading any data
+    torch.manual_seed(cfg.seed)
+    splits = load_splits(cfg)
+    if model is None:  # the same initialisation as `sparta train` with this seed
+        model = models.create(cfg.model, dataset=splits.train.info, width=cfg.width)
+    model = model.to(cfg.device)
+    start = time.perf_counter()
+    handle = prune(
+        model,
+        opts.method,
+        opts.sparsity,
+        opts.structure,
+        opts.scope,
+        data=splits.train,
+        include=opts.include or None,
+        exclude=opts.exclude,
+        **opts.criterion_options(cfg.seed),
+    )
+    prune_time = time.perf_counter() - start
+    extra = {**opts.to_dict(), "ckpt": str(args.ckpt) if args.ckpt else None}
+    name = args.name or f"prune-{config_hash({**cfg.to_dict(), **extra})}"
+    if cfg.epochs > 0:
+        result = train(
+            cfg,
+            root=args.out,
+            name=name,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            quiet=args.quiet,
+            model=model,
+            callbacks=[handle.callback()],
+            extra_config=extra,
+        )
+        run_, summary = result.run, dict(result.summary)
+    else:
+        run_ = Run.create(
+            {**cfg.to_dict(), **extra}, "prune", args.out, name, overwrite=args.overwrite
+        )
+        test = evaluate(model, splits.test, cfg.eval_batch_size)
+        summary = {"test_acc": test["acc"], "test_loss": test["loss"], "epochs": 0}
+        save(model, run_.file("model.safetensors"), test_acc=test["acc"])
+    assert run_ is not None
+    rep = report(model)
+    summary.update(
+        sparsity=handle.sparsity(),
+        kept_params_fraction=rep["global"]["kept_params_fraction"],
+        kept_macs_fraction=rep["global"].get("kept_macs_fraction", 1.0),
+        prune_time_s=prune_time,
+    )
+    run_.write_summary(summary)
+    table = format_report(rep)
+    run_.file("sparsity.txt").write_text(table + "\n")
+    write_json(run_.file("sparsity.json"), rep)
+    print(table)
+    print(
+        f"test_acc={summary['test_acc']:.4f} sparsity={summary['sparsity']:.4f} "
+        f"kept_macs={summary['kept_macs_fraction']:.4f} ({opts.method}, {opts.structure}, "
+        f"{opts.scope}; {cfg.model} on {cfg.dataset}, {cfg.epochs} epochs)"
+    )
+    print(f"run: {run_.path}")
+    return 0
