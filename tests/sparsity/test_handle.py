@@ -8,7 +8,7 @@ import sparta
 from sparta import data as sdata
 from sparta import models
 from sparta.sparsity.handle import SparsityHandle
-from sparta.sparsity.masks import attach, masks_of
+from sparta.sparsity.masks import attach, masks_of, named_masks
 from sparta.sparsity.pruning import prune
 from sparta.train import Callback, TrainConfig, Trainer, make_optimizer
 
@@ -144,3 +144,47 @@ def test_handle_constructor_attaches_masks(data):
     mask = torch.zeros_like(model.fc3.weight, dtype=torch.bool)
     handle = SparsityHandle(model, {"fc3.weight": mask})
     assert handle.sparsity() == 1.0 and not bool(model.fc3.weight.any())
+
+
+class _Drifting(torch.optim.SGD):
+    """An optimizer that moves every weight, pruned or not (as a custom rule might)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(1e-3)
+
+
+def _masked_lenet(seed=0):
+    torch.manual_seed(seed)
+    data = sdata.load("synthetic", "train", n=128, shape=(1, 8, 8), num_classes=4)
+    model = models.create("lenet300", dataset=data.info, width=0.25)
+    handle = prune(model, "magnitude", 0.8)
+    return data, model, handle
+
+
+def test_mask_callback_needs_no_remask_for_sgd_and_keeps_zeros():
+    data, model, handle = _masked_lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    # momentum built on every entry before the fit: on_fit_start must clear it
+    model(data.x[:8]).sum().backward()
+    opt.step()
+    cb = handle.callback()
+    cfg = TrainConfig(epochs=2, batch_size=32, val_fraction=0)
+    Trainer(model, data, cfg, optimizer=opt, callbacks=[cb], quiet=True).fit()
+    assert cb.remask_every_step is False
+    assert all(not p.masked_select(~m).any() for _, p, m in named_masks(model))
+
+
+def test_mask_callback_falls_back_to_remasking_when_the_optimizer_moves_pruned_weights():
+    data, model, handle = _masked_lenet()
+    opt = _Drifting(model.parameters(), lr=0.1)
+    cb = handle.callback()
+    cfg = TrainConfig(epochs=2, batch_size=32, val_fraction=0)
+    trainer = Trainer(model, data, cfg, optimizer=opt, callbacks=[cb], quiet=True)
+    trainer.fit()
+    assert cb.remask_every_step is True
+    assert cb.state_dict() == {"remask_every_step": True}
+    assert all(not p.masked_select(~m).any() for _, p, m in named_masks(model))

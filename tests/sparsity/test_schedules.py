@@ -86,7 +86,7 @@ def test_gmp_reaches_exactly_the_final_sparsity_and_pruned_weights_stay_zero(dis
             int(masks[n].sum()) == n_keep(s.numel(), densities[n]) for n, s in shapes.items()
         )
     assert trainer.history[-1]["sparsity"] == pytest.approx(0.9, abs=1e-3)
-    assert gmp.state_dict() == {"target": 0.9}
+    assert gmp.state_dict() == {"remask_every_step": False, "target": 0.9}
 
 
 @pytest.mark.parametrize(

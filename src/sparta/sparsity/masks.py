@@ -129,6 +129,28 @@ def mask_gradients(model: nn.Module) -> None:
             p.grad.mul_(_as_factor(mask))
 
 
+def reset_optimizer_state(
+    optimizer: torch.optim.Optimizer | None, param: nn.Parameter, where: torch.Tensor
+) -> None:
+    """Zero every per-entry optimizer buffer of ``param`` (momentum, Adam moments) at ``where``."""
+    state = optimizer.state.get(param) if optimizer is not None else None
+    for value in (state or {}).values():
+        if isinstance(value, torch.Tensor) and value.shape == param.shape:
+            value.masked_fill_(where, 0)
+
+
+def clear_pruned_state(optimizer: torch.optim.Optimizer | None, model: nn.Module) -> None:
+    """Zero the optimizer state of every pruned entry of ``model``."""
+    for _, p, mask in named_masks(model):
+        reset_optimizer_state(optimizer, p, ~mask)
+
+
+@torch.no_grad()
+def pruned_are_zero(model: nn.Module) -> bool:
+    """Whether every pruned entry of every masked parameter is exactly zero."""
+    return all(not bool(p.masked_select(~mask).any()) for _, p, mask in named_masks(model))
+
+
 def enforce(model: nn.Module) -> None:
     """Re-mask weights; call once after each ``optimizer.step()`` in a plain PyTorch loop."""
     apply_masks(model)

@@ -16,9 +16,15 @@ import torch
 from torch import nn
 
 from sparta.sparsity.allocation import ALLOCATIONS, allocate
-from sparta.sparsity.masks import apply_masks, attach, mask_gradients, masks_of, prunable_parameters
+from sparta.sparsity.handle import MaskCallback
+from sparta.sparsity.masks import (
+    apply_masks,
+    attach,
+    masks_of,
+    prunable_parameters,
+    reset_optimizer_state,
+)
 from sparta.sparsity.topk import check_sparsity, global_masks, layer_masks
-from sparta.train.callbacks import Callback
 
 if TYPE_CHECKING:
     from sparta.train.loop import Trainer
@@ -55,16 +61,6 @@ def current_sparsity(model: nn.Module) -> float:
 
 
 @torch.no_grad()
-def reset_optimizer_state(
-    optimizer: torch.optim.Optimizer | None, param: nn.Parameter, where: torch.Tensor
-) -> None:
-    """Zero every per-entry optimizer buffer of ``param`` (momentum, Adam moments) at ``where``."""
-    state = optimizer.state.get(param) if optimizer is not None else None
-    for value in (state or {}).values():
-        if isinstance(value, torch.Tensor) and value.shape == param.shape:
-            value.masked_fill_(where, 0)
-
-
 def ensure_masks(model: nn.Module, names: Iterable[str]) -> None:
     """Attach an all-ones mask to each named parameter that has none yet."""
     params, existing = dict(model.named_parameters()), masks_of(model)
@@ -73,7 +69,7 @@ def ensure_masks(model: nn.Module, names: Iterable[str]) -> None:
         attach(model, missing)
 
 
-class GradualPruning(Callback):
+class GradualPruning(MaskCallback):
     """Gradual magnitude pruning on the cubic schedule, as a training callback.
 
     Every ``interval`` steps from ``start`` to ``end`` (fractions of training) the smallest
@@ -118,6 +114,7 @@ class GradualPruning(Callback):
         self.s_i, self.s_f = float(initial_sparsity), float(sparsity)
         self.start, self.end, self.interval = start, end, interval
         self.distribution = distribution
+        super().__init__()
         self.names = list(prunable_parameters(model, include, exclude))
         ensure_masks(model, self.names)
         self.t0, self.n, self.dt = 0, 1, interval
@@ -132,17 +129,14 @@ class GradualPruning(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.t0, self.n, self.dt = self.plan(trainer.total_steps)
-        apply_masks(trainer.model)
-
-    def after_backward(self, trainer: Trainer) -> None:
-        mask_gradients(trainer.model)
+        super().on_fit_start(trainer)
 
     def after_step(self, trainer: Trainer) -> None:
         t = trainer.step
         if self.t0 <= t <= self.t0 + self.n * self.dt and (t - self.t0) % self.dt == 0:
             self.target = cubic_sparsity(t, self.s_i, self.s_f, self.t0, self.n, self.dt)
             self.prune_to(trainer.model, self.target, trainer.optimizer)
-        apply_masks(trainer.model)
+        super().after_step(trainer)
 
     @torch.no_grad()
     def prune_to(
@@ -164,11 +158,13 @@ class GradualPruning(Callback):
         apply_masks(model)
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        super().on_epoch_end(trainer, metrics)
         metrics["sparsity"] = current_sparsity(trainer.model)
         metrics["gmp_target"] = self.target
 
     def state_dict(self) -> dict[str, Any]:
-        return {"target": self.target}
+        return {**super().state_dict(), "target": self.target}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         self.target = float(state.get("target", 0.0))

@@ -20,10 +20,15 @@ import torch
 from torch import nn
 
 from sparta.sparsity.allocation import ALLOCATIONS, allocate
-from sparta.sparsity.masks import apply_masks, attach, mask_gradients, masks_of, prunable_parameters
-from sparta.sparsity.schedules import cosine_decay, current_sparsity, reset_optimizer_state
+from sparta.sparsity.handle import MaskCallback
+from sparta.sparsity.masks import (
+    attach,
+    masks_of,
+    prunable_parameters,
+    reset_optimizer_state,
+)
+from sparta.sparsity.schedules import cosine_decay, current_sparsity
 from sparta.sparsity.topk import check_sparsity, keep_top, n_keep
-from sparta.train.callbacks import Callback
 
 if TYPE_CHECKING:
     from sparta.train.loop import Trainer
@@ -67,7 +72,7 @@ def check_fraction(name: str, value: float, low_open: bool, high_open: bool) -> 
         raise ValueError(f"{name}={value!r} is not allowed; expected a number in {interval}")
 
 
-class DynamicSparsity(Callback):
+class DynamicSparsity(MaskCallback):
     """SET: drop the smallest weights, regrow as many at random; a training callback.
 
     Masks already attached to every chosen parameter are kept (e.g. from a one-shot
@@ -112,6 +117,7 @@ class DynamicSparsity(Callback):
         self.interval, self.drop_fraction = update_interval, drop_fraction
         self.stop_fraction, self.seed = stop_fraction, seed
         params = prunable_parameters(model, include, exclude)
+        super().__init__()
         self.names = list(params)
         existing = masks_of(model)
         if not all(n in existing for n in self.names):
@@ -130,12 +136,12 @@ class DynamicSparsity(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.end_step = int(self.stop_fraction * trainer.total_steps)
-        apply_masks(trainer.model)
+        super().on_fit_start(trainer)
 
     def after_backward(self, trainer: Trainer) -> None:
         step = trainer.step + 1
         if not (self.replaces_step and self.is_update(step)):
-            mask_gradients(trainer.model)
+            super().after_backward(trainer)
             return
         self.update(trainer.model, step, trainer.optimizer)  # reads the dense gradients
         for p in trainer.model.parameters():  # skip this step's optimizer update
@@ -146,7 +152,7 @@ class DynamicSparsity(Callback):
                     p.grad = None
 
     def after_step(self, trainer: Trainer) -> None:
-        apply_masks(trainer.model)
+        super().after_step(trainer)
         if not self.replaces_step and self.is_update(trainer.step):
             self.update(trainer.model, trainer.step, trainer.optimizer)
 
@@ -181,13 +187,19 @@ class DynamicSparsity(Callback):
 
     # ------------------------------------------------------------------ logging and resume
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        super().on_epoch_end(trainer, metrics)
         metrics["sparsity"] = current_sparsity(trainer.model)
         metrics["dst_updates"] = self.updates
         metrics["dst_drop_fraction"] = self.last_drop_fraction
 
     def state_dict(self) -> dict[str, Any]:
-        return {"updates": self.updates, "last_drop_fraction": self.last_drop_fraction}
+        return {
+            **super().state_dict(),
+            "updates": self.updates,
+            "last_drop_fraction": self.last_drop_fraction,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         self.updates = int(state["updates"])
         self.last_drop_fraction = float(state["last_drop_fraction"])
