@@ -22,7 +22,7 @@ def test_bad_values_name_the_field_and_value(field, value):
 
 
 def test_unknown_key_lists_allowed():
-    with pytest.raises(ValueError, match="unknown config key 'epoch'.*epochs"):
+    with pytest.raises(ValueError, match="unknown option 'epoch'.*epochs"):
         TrainConfig.from_dict({"epoch": 3})
 
 

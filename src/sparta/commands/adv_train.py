@@ -19,61 +19,52 @@ mask callback keeps pruned weights at zero under any objective.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sparta.commands.train import EXTENSIONS, TrainExtension, TrainPlan
+from sparta.options import Options, option, require
 
 ADV_METHODS = ("", "pgd", "trades", "fast", "wot")
 OBJECTIVES = {"pgd": "pgd-at", "wot": "pgd-at", "trades": "trades", "fast": "fast"}
 NORMS = ("linf", "l2")
 
 
-def _opt(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help, **kw})
-
-
-def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed; expected {allowed}")
-
-
 @dataclass
-class AdvTrainOptions:
+class AdvTrainOptions(Options):
     """Adversarial-training options of ``sparta train`` (recorded in config.yaml)."""
 
-    adv: str = _opt(
+    adv: str = option(
         "", "adversarial training: pgd, trades, fast or wot ('' for none)", choices=ADV_METHODS
     )
-    eps: float = _opt(0.1, "perturbation budget in pixel units [0, 1] (with --adv)")
-    adv_norm: str = _opt("linf", "threat model of --adv: linf or l2", choices=NORMS)
-    adv_steps: int = _opt(10, "attack steps while training (pgd, trades, wot; fast uses 1)")
-    adv_alpha: float = _opt(
+    eps: float = option(0.1, "perturbation budget in pixel units [0, 1] (with --adv)")
+    adv_norm: str = option("linf", "threat model of --adv: linf or l2", choices=NORMS)
+    adv_steps: int = option(10, "attack steps while training (pgd, trades, wot; fast uses 1)")
+    adv_alpha: float = option(
         0.0, "attack step size (0: 2.5*eps/steps for pgd/wot, eps/4 trades, 1.25*eps fast)"
     )
-    trades_beta: float = _opt(6.0, "TRADES weight of the KL term (1/lambda)")
-    wot_k: int = _opt(5, "WOT: trajectory segments per refinement")
-    wot_interval: int = _opt(100, "WOT: optimizer steps per trajectory segment")
-    wot_blocks: int = _opt(1, "WOT: coefficient groups per segment (1: WOT-W, >1: WOT-B)")
-    wot_fit_steps: int = _opt(10, "WOT: gradient steps that fit the coefficients")
-    val_attack_steps: int = _opt(10, "PGD steps of the per-epoch robust validation")
-    val_n: int = _opt(1000, "robust validation on at most this many examples (0: all)")
+    trades_beta: float = option(6.0, "TRADES weight of the KL term (1/lambda)")
+    wot_k: int = option(5, "WOT: trajectory segments per refinement")
+    wot_interval: int = option(100, "WOT: optimizer steps per trajectory segment")
+    wot_blocks: int = option(1, "WOT: coefficient groups per segment (1: WOT-W, >1: WOT-B)")
+    wot_fit_steps: int = option(10, "WOT: gradient steps that fit the coefficients")
+    val_attack_steps: int = option(10, "PGD steps of the per-epoch robust validation")
+    val_n: int = option(1000, "robust validation on at most this many examples (0: all)")
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value and what is allowed."""
-        _check(self.adv in ADV_METHODS, "adv", self.adv, f"one of {ADV_METHODS}")
-        _check(self.eps >= 0, "eps", self.eps, "a number >= 0")
-        _check(self.adv_norm in NORMS, "adv_norm", self.adv_norm, f"one of {NORMS}")
-        _check(self.adv_steps >= 1, "adv_steps", self.adv_steps, "an integer >= 1")
-        _check(self.adv_alpha >= 0, "adv_alpha", self.adv_alpha, "a number >= 0 (0: default)")
-        _check(self.trades_beta >= 0, "trades_beta", self.trades_beta, "a number >= 0")
+        require(self.adv in ADV_METHODS, "adv", self.adv, f"one of {ADV_METHODS}")
+        require(self.eps >= 0, "eps", self.eps, "a number >= 0")
+        require(self.adv_norm in NORMS, "adv_norm", self.adv_norm, f"one of {NORMS}")
+        require(self.adv_steps >= 1, "adv_steps", self.adv_steps, "an integer >= 1")
+        require(self.adv_alpha >= 0, "adv_alpha", self.adv_alpha, "a number >= 0 (0: default)")
+        require(self.trades_beta >= 0, "trades_beta", self.trades_beta, "a number >= 0")
         for name in ("wot_k", "wot_interval", "wot_blocks", "wot_fit_steps", "val_attack_steps"):
-            _check(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
-        _check(self.val_n >= 0, "val_n", self.val_n, "an integer >= 0")
+            require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        require(self.val_n >= 0, "val_n", self.val_n, "an integer >= 0")
         if not self.adv:
             for f in fields(self):
                 if f.name != "adv" and getattr(self, f.name) != f.default:
@@ -81,20 +72,6 @@ class AdvTrainOptions:
                         f"{f.name}={getattr(self, f.name)!r} is not allowed without --adv; "
                         f"expected --adv one of {ADV_METHODS[1:]}"
                     )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> AdvTrainOptions:
-        """Build from a mapping; unknown keys are an error that lists the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown adversarial option {unknown[0]!r}; allowed: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
 
 
 def active(opts: AdvTrainOptions) -> bool:

@@ -17,29 +17,27 @@ from __future__ import annotations
 import argparse
 import inspect
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+from sparta.options import Options, option
 
 
 @dataclass
-class PruneOptions:
+class PruneOptions(Options):
     """What to prune and how (recorded in config.yaml)."""
 
-    method: str = _opt("magnitude", "criterion: random magnitude snip grasp synflow taylor")
-    sparsity: float = _opt(0.9, "fraction of the pruned weights set to zero, in [0, 1)")
-    structure: str = _opt("unstructured", "unstructured, nm:N:M, block:b or channel")
-    scope: str = _opt("global", "global, layer (uniform) or erk")
-    include: list[str] = _opt((), "globs of parameter names to prune (default: Linear/Conv)")
-    exclude: list[str] = _opt((), "globs of parameter names to keep dense")
-    batches: int = _opt(0, "batches for data-dependent criteria (0: the criterion's default)")
-    rounds: int = _opt(0, "rounds of an iterative criterion (0: its default, 100 for synflow)")
+    method: str = option("magnitude", "criterion: random magnitude snip grasp synflow taylor")
+    sparsity: float = option(0.9, "fraction of the pruned weights set to zero, in [0, 1)")
+    structure: str = option("unstructured", "unstructured, nm:N:M, block:b or channel")
+    scope: str = option("global", "global, layer (uniform) or erk")
+    include: list[str] = option((), "globs of parameter names to prune (default: Linear/Conv)")
+    exclude: list[str] = option((), "globs of parameter names to keep dense")
+    batches: int = option(0, "batches for data-dependent criteria (0: the criterion's default)")
+    rounds: int = option(0, "rounds of an iterative criterion (0: its default, 100 for synflow)")
 
     def __post_init__(self) -> None:
         from sparta.sparsity.structures import check_scope, parse_structure
@@ -56,11 +54,9 @@ class PruneOptions:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)} is not allowed; expected >= 0")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PruneOptions:
+        """Build from the command's mixed values, keeping only this class's keys."""
         return cls(**{k: v for k, v in values.items() if k in {f.name for f in fields(cls)}})
 
     def criterion_options(self, seed: int) -> dict[str, Any]:

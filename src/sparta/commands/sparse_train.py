@@ -7,47 +7,38 @@ the flags to ``sparta train``.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 from sparta.commands.train import EXTENSIONS, TrainExtension, TrainPlan
+from sparta.options import Options, option, require
 
 DST_METHODS = ("", "set", "rigl")
 DISTRIBUTIONS = ("erk", "uniform", "global")
 PRUNE_SCOPES = {"erk": "erk", "uniform": "layer", "global": "global"}
 
 
-def _opt(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help, **kw})
-
-
-def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed; expected {allowed}")
-
-
 @dataclass
-class SparseTrainOptions:
+class SparseTrainOptions(Options):
     """Sparse-training options of ``sparta train`` (recorded in config.yaml)."""
 
-    sparsity: float = _opt(0.0, "target fraction of pruned weights, in [0, 1) (0: dense)")
-    dst: str = _opt("", "dynamic sparse training: set or rigl ('' for none)", choices=DST_METHODS)
-    distribution: str = _opt(
+    sparsity: float = option(0.0, "target fraction of pruned weights, in [0, 1) (0: dense)")
+    dst: str = option("", "dynamic sparse training: set or rigl ('' for none)", choices=DST_METHODS)
+    distribution: str = option(
         "erk",
         "how sparsity is spread over layers: erk, uniform, or global (GMP/one-shot only)",
         choices=DISTRIBUTIONS,
     )
-    update_interval: int = _opt(100, "steps between DST topology updates or GMP pruning steps")
-    drop_fraction: float = _opt(0.3, "DST: initial fraction of active weights dropped per update")
-    stop_fraction: float = _opt(0.75, "DST: fraction of training after which topology is fixed")
-    gmp: bool = _opt(False, "gradual magnitude pruning to --sparsity on the cubic schedule")
-    gmp_start: float = _opt(0.1, "GMP: fraction of training at which pruning starts")
-    gmp_end: float = _opt(0.6, "GMP: fraction of training at which --sparsity is reached")
-    scale_init: bool = _opt(
+    update_interval: int = option(100, "steps between DST topology updates or GMP pruning steps")
+    drop_fraction: float = option(0.3, "DST: initial fraction of active weights dropped per update")
+    stop_fraction: float = option(0.75, "DST: fraction of training after which topology is fixed")
+    gmp: bool = option(False, "gradual magnitude pruning to --sparsity on the cubic schedule")
+    gmp_start: float = option(0.1, "GMP: fraction of training at which pruning starts")
+    gmp_end: float = option(0.6, "GMP: fraction of training at which --sparsity is reached")
+    scale_init: bool = option(
         True, "scale surviving initial weights by 1/sqrt(layer density) (sparse init)"
     )
-    prune_method: str = _opt(
+    prune_method: str = option(
         "", "one-shot pruning criterion at init (random, magnitude, snip, grasp, synflow, ...)"
     )
 
@@ -56,60 +47,46 @@ class SparseTrainOptions:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value and what is allowed."""
-        _check(0.0 <= self.sparsity < 1.0, "sparsity", self.sparsity, "a number in [0, 1)")
-        _check(self.dst in DST_METHODS, "dst", self.dst, f"one of {DST_METHODS}")
-        _check(
+        require(0.0 <= self.sparsity < 1.0, "sparsity", self.sparsity, "a number in [0, 1)")
+        require(self.dst in DST_METHODS, "dst", self.dst, f"one of {DST_METHODS}")
+        require(
             self.distribution in DISTRIBUTIONS,
             "distribution",
             self.distribution,
             f"one of {DISTRIBUTIONS}",
         )
-        _check(self.update_interval >= 1, "update_interval", self.update_interval, "an int >= 1")
-        _check(
+        require(self.update_interval >= 1, "update_interval", self.update_interval, "an int >= 1")
+        require(
             0 < self.drop_fraction < 1, "drop_fraction", self.drop_fraction, "a number in (0, 1)"
         )
-        _check(0 <= self.stop_fraction <= 1, "stop_fraction", self.stop_fraction, "[0, 1]")
-        _check(
+        require(0 <= self.stop_fraction <= 1, "stop_fraction", self.stop_fraction, "[0, 1]")
+        require(
             0 <= self.gmp_start < self.gmp_end <= 1,
             "gmp_start, gmp_end",
             (self.gmp_start, self.gmp_end),
             "0 <= gmp_start < gmp_end <= 1",
         )
         asks = bool(self.dst or self.gmp or self.prune_method)
-        _check(
+        require(
             asks or self.sparsity == 0,
             "sparsity",
             self.sparsity,
             "0 unless --dst, --gmp or --prune-method is given",
         )
-        _check(
+        require(
             not asks or self.sparsity > 0,
             "sparsity",
             self.sparsity,
             "a number in (0, 1) with --dst, --gmp or --prune-method",
         )
-        _check(not (self.gmp and self.dst), "gmp", self.gmp, "not together with --dst")
-        _check(not (self.gmp and self.prune_method), "gmp", self.gmp, "not with --prune-method")
-        _check(
+        require(not (self.gmp and self.dst), "gmp", self.gmp, "not together with --dst")
+        require(not (self.gmp and self.prune_method), "gmp", self.gmp, "not with --prune-method")
+        require(
             not (self.dst and self.distribution == "global"),
             "distribution",
             self.distribution,
             "erk or uniform with --dst",
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SparseTrainOptions:
-        """Build from a mapping; unknown keys are an error that lists the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown sparse option {unknown[0]!r}; allowed: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
 
 
 def active(opts: SparseTrainOptions) -> bool:

@@ -30,7 +30,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from torch import nn
 
 from sparta import models
 from sparta.io import read_checkpoint, save, write_checkpoint
+from sparta.options import Options, option, require
 from sparta.runs import DEFAULT_ROOT, Run
 from sparta.sparsity.handle import SparsityHandle
 from sparta.sparsity.masks import attach, prunable_parameters
@@ -56,25 +57,21 @@ ACC_KEYS = {"ticket": "test_acc", "reinit": "reinit_acc", "random": "random_acc"
 _RESUMABLE_CHANGES = {"levels", "controls"}
 
 
-def _opt(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
-class LotteryConfig:
+class LotteryConfig(Options):
     """Options of iterative magnitude pruning (their fields are the CLI flags)."""
 
-    levels: int = _opt(10, "pruning levels after the dense level 0")
-    rate: float = _opt(0.2, "fraction of the remaining weights pruned at each level")
-    output_rate: float | None = _opt(
+    levels: int = option(10, "pruning levels after the dense level 0")
+    rate: float = option(0.2, "fraction of the remaining weights pruned at each level")
+    output_rate: float | None = option(
         None,
         "rate of the output layer; default: half of --rate with scope 'layer' (Frankle & "
         "Carbin 2019, Sec. 2 / Fig. 2: connections to the output pruned at half the rate), "
         "with scope 'global' the output layer joins the global ranking (Sec. 4)",
     )
-    scope: str = _opt("layer", "rank weights per layer or across layers", choices=SCOPES)
-    rewind_step: int = _opt(0, "rewind survivors to the dense run's step k (0: the init)")
-    controls: str = _opt("reinit,random", "controls trained at each level: reinit,random or none")
+    scope: str = option("layer", "rank weights per layer or across layers", choices=SCOPES)
+    rewind_step: int = option(0, "rewind survivors to the dense run's step k (0: the init)")
+    controls: str = option("reinit,random", "controls trained at each level: reinit,random or none")
 
     def __post_init__(self) -> None:
         if not isinstance(self.controls, str):
@@ -83,12 +80,12 @@ class LotteryConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value and what is allowed."""
-        _check(self.levels >= 1, "levels", self.levels, "an integer >= 1")
-        _check(0 < self.rate < 1, "rate", self.rate, "a number in (0, 1)")
+        require(self.levels >= 1, "levels", self.levels, "an integer >= 1")
+        require(0 < self.rate < 1, "rate", self.rate, "a number in (0, 1)")
         if self.output_rate is not None:
-            _check(0 <= self.output_rate < 1, "output_rate", self.output_rate, "[0, 1)")
-        _check(self.scope in SCOPES, "scope", self.scope, f"one of {SCOPES}")
-        _check(self.rewind_step >= 0, "rewind_step", self.rewind_step, "an integer >= 0")
+            require(0 <= self.output_rate < 1, "output_rate", self.output_rate, "[0, 1)")
+        require(self.scope in SCOPES, "scope", self.scope, f"one of {SCOPES}")
+        require(self.rewind_step >= 0, "rewind_step", self.rewind_step, "an integer >= 0")
         self.control_list  # noqa: B018 - validates the names
 
     @property
@@ -110,22 +107,6 @@ class LotteryConfig:
         if self.output_rate is not None:
             return self.output_rate
         return self.rate / 2 if self.scope == "layer" else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> LotteryConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown lottery option {unknown[0]!r}; allowed: {sorted(known)}")
-        return cls(**values)
-
-
-def _check(ok: bool, name: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed; expected {allowed}")
 
 
 @dataclass

@@ -8,39 +8,34 @@ and ``lr`` left at 0 take each method's own default (see ``sparta.unlearn.method
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
 
+from sparta.options import Options, option
 from sparta.train import TrainConfig
 
 SCOPES = ("global", "layer", "erk")
 
 
-def _opt(default: Any, help: str, **kw: Any) -> Any:
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
-class UnlearnOptions:
+class UnlearnOptions(Options):
     """How to unlearn (the method and the forget set are chosen separately)."""
 
-    epochs: int = _opt(0, "unlearning epochs (0: the method's default)")
-    lr: float = _opt(0.0, "unlearning learning rate (0: the method's default)")
-    batch_size: int = _opt(256, "unlearning batch size")
-    momentum: float = _opt(0.9, "SGD momentum")
-    weight_decay: float = _opt(5e-4, "weight decay")
-    retrain_epochs: int = _opt(0, "Retrain epochs (0: those of the original training)")
-    saliency: float = _opt(0.5, "SalUn: share of weights updated (top |grad| of the forget loss)")
-    l1_gamma: float = _opt(5e-5, "l1-sparse: initial weight of the l1 penalty")
-    no_l1_epochs: int = _opt(0, "l1-sparse: final epochs without the l1 penalty")
-    prune_scope: str = _opt("global", "--prune: global, layer or erk magnitude ranking")
-    prune_finetune: int = _opt(
+    epochs: int = option(0, "unlearning epochs (0: the method's default)")
+    lr: float = option(0.0, "unlearning learning rate (0: the method's default)")
+    batch_size: int = option(256, "unlearning batch size")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(5e-4, "weight decay")
+    retrain_epochs: int = option(0, "Retrain epochs (0: those of the original training)")
+    saliency: float = option(0.5, "SalUn: share of weights updated (top |grad| of the forget loss)")
+    l1_gamma: float = option(5e-5, "l1-sparse: initial weight of the l1 penalty")
+    no_l1_epochs: int = option(0, "l1-sparse: final epochs without the l1 penalty")
+    prune_scope: str = option("global", "--prune: global, layer or erk magnitude ranking")
+    prune_finetune: int = option(
         0, "--prune: epochs on the full training set after pruning, before unlearning"
     )
-    mia_max: int = _opt(5000, "MIA: at most this many members and non-members (0: all)")
-    seed: int = _opt(0, "seed for the forget set, shuffling, random labels and Retrain's init")
-    device: str = _opt("cpu", "device: cpu, cuda, ...")
+    mia_max: int = option(5000, "MIA: at most this many members and non-members (0: all)")
+    seed: int = option(0, "seed for the forget set, shuffling, random labels and Retrain's init")
+    device: str = option("cpu", "device: cpu, cuda, ...")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -66,17 +61,6 @@ class UnlearnOptions:
                 raise ValueError(
                     f"{name}={getattr(self, name)!r} is not allowed; expected {allowed}"
                 )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> UnlearnOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown option {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
-        return cls(**values)
 
     def train_config(self, epochs: int, lr: float) -> TrainConfig:
         """The fit-loop config of an unlearning method (its defaults unless overridden)."""

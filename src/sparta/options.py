@@ -1,0 +1,36 @@
+"""Typed options: dataclass fields carry their help text and choices, so one class is the
+source of CLI flags, config-file keys, defaults and the run's recorded config."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="Options")
+
+
+def option(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field with a default, help text and optional ``choices``."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+def require(ok: bool, name: str, value: Any, allowed: str) -> None:
+    """Raise ``ValueError`` naming the option, its bad value and what is allowed."""
+    if not ok:
+        raise ValueError(f"{name}={value!r} is not allowed; expected {allowed}")
+
+
+class Options:
+    """Mixin for option dataclasses: a dict round trip that rejects unknown keys."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+        """Build from a mapping; an unknown key is an error that lists the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown option {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+        return cls(**values)
