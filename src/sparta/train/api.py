@@ -72,19 +72,22 @@ def train(
     extra_config: dict[str, Any] | None = None,
     quiet: bool = False,
     write_run: bool = True,
+    splits: Splits | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on ``config.dataset`` and write a run folder.
 
     ``model`` replaces the registry model (e.g. an already masked one); ``objective`` and
     ``callbacks`` plug other pillars in; ``extra_config`` is recorded in config.yaml and
-    the run name (options of those pillars). Returns the model (best weights are kept in
-    ``best.safetensors``; the returned model holds the final ones), the run and summary.
+    the run name (options of those pillars); ``splits`` replaces ``load_splits(config)``
+    (e.g. a poisoned training set, rebuilt from the recorded options). Returns the model
+    (best weights are kept in ``best.safetensors``; the returned model holds the final
+    ones), the run and summary.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     dist = setup(cfg.device)
     device = device_for(cfg.device, dist)
     torch.manual_seed(cfg.seed)
-    splits = load_splits(cfg)
+    splits = load_splits(cfg) if splits is None else splits
     if model is None:
         model = models.create(cfg.model, dataset=splits.train.info, width=cfg.width)
     full_config = {**cfg.to_dict(), **(extra_config or {})}

@@ -1,0 +1,308 @@
+"""Trojan tickets (Chen et al., "Quarantine: Sparsity Can Uncover the Trojan Attack Trigger for
+Free", CVPR 2022, arXiv 2205.11819): prune a suspect model progressively and score how
+stable each sparse ticket is, without knowing the trigger.
+
+* **IMP with rewinding** (seed Sec. 3.1; 20% of the remaining weights per round, as in its
+  ``imp`` scripts): round ``L`` prunes ``rate`` of the weights surviving round ``L-1`` by
+  the magnitude of round ``L-1``'s ticket (:func:`sparta.sparsity.lottery.prune_level`,
+  the output layer at half the rate with ``scope="layer"``), rewinds the survivors to the
+  suspect model's weights and retrains ``retrain_epochs`` on the defender's data. A defender
+  holds only the trained checkpoint, so the rewind point is the suspect's own weights (the
+  seed rewinds to an early epoch of its own training run); with ``retrain_epochs=0`` the
+  levels are one-shot magnitude prunings of the suspect.
+* **Trojan score** (seed Sec. 3.2, Eq. 2): for the pruned ticket ``phi = m * theta`` (the
+  round's ticket pruned once more, no retraining, as the seed's ``test_linearmode`` does)
+  and ``phi_k``, a copy fine-tuned for ``k`` steps (seed code: k = 20, SGD lr 1e-3, momentum
+  0.9, weight decay 5e-4), the linear-mode-connectivity error barrier
+  ``max_t E((1-t) phi + t phi_k) - (E(phi) + E(phi_k)) / 2`` over ``bins + 1`` points
+  (seed code: 10 bins, 8 batches of 128 training samples). The seed calls the ticket at the
+  peak score the winning Trojan ticket; the suspect's detection score is that peak, and
+  the model is flagged Trojaned when it exceeds ``threshold``.
+* **Data-free variant**: the seed works without clean data by feeding random noise; here
+  ``data_free`` replaces the defender's data by uniform-noise images labelled by the dense
+  suspect (retraining becomes distillation on noise, ``E`` disagreement with the suspect).
+
+Clean accuracy and ASR per sparsity are evaluation only (``test``, and the trigger when it
+is known); they never influence the score or the verdict.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparta.backdoor.metrics import asr
+from sparta.backdoor.poison import Trigger
+from sparta.data import DatasetInfo, ImageDataset
+from sparta.options import Options, option, require
+from sparta.sparsity.handle import MaskCallback
+from sparta.sparsity.lottery import kept_fraction, prune_level
+from sparta.sparsity.masks import attach, masks_of, prunable_parameters
+from sparta.train import TrainConfig, Trainer, evaluate
+from sparta.train.evaluate import predict
+
+log = logging.getLogger(__name__)
+SCOPES = ("layer", "global")
+
+
+@dataclass
+class DetectOptions(Options):
+    """Options of Trojan-ticket detection (their fields are ``sparta backdoor detect`` flags)."""
+
+    rounds: int = option(10, "IMP rounds after the dense level 0")
+    rate: float = option(0.2, "share of the remaining weights pruned per round (seed: 20%)")
+    scope: str = option("layer", "rank weights per layer or across layers", choices=SCOPES)
+    retrain_epochs: int = option(1, "retraining epochs after each round (0: one-shot levels)")
+    lr: float = option(0.01, "retraining learning rate (SGD, cosine)")
+    batch_size: int = option(128, "batch size of retraining, fine-tuning and the score")
+    finetune_steps: int = option(20, "k: fine-tuning steps of the Trojan score (seed code: 20)")
+    finetune_lr: float = option(1e-3, "fine-tuning learning rate (seed code: 1e-3)")
+    bins: int = option(10, "interpolation intervals of the barrier (seed code: 10)")
+    score_batches: int = option(8, "batches the error E is measured on (seed code: 8)")
+    data_free: bool = option(False, "use uniform-noise images labelled by the suspect, no data")
+    noise_n: int = option(2048, "data-free: number of noise images")
+    threshold: float = option(0.02, "flag the model Trojaned when the peak score exceeds this")
+    seed: int = option(0, "seed of fine-tuning order, retraining and noise images")
+    device: str = option("cpu", "device: cpu, cuda, ...")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad value and what is allowed."""
+        require(self.rounds >= 1, "rounds", self.rounds, "an integer >= 1")
+        require(0 < self.rate < 1, "rate", self.rate, "a number in (0, 1)")
+        require(self.scope in SCOPES, "scope", self.scope, f"one of {SCOPES}")
+        require(self.retrain_epochs >= 0, "retrain_epochs", self.retrain_epochs, "an integer >= 0")
+        for name in ("lr", "finetune_lr"):
+            require(getattr(self, name) > 0, name, getattr(self, name), "a number > 0")
+        for name in ("batch_size", "finetune_steps", "bins", "score_batches", "noise_n"):
+            require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+
+    def train_config(self, epochs: int, lr: float, schedule: str) -> TrainConfig:
+        """The fit-loop recipe of retraining and fine-tuning (SGD, momentum 0.9, wd 5e-4)."""
+        return TrainConfig(
+            epochs=epochs, lr=lr, batch_size=self.batch_size, optimizer="sgd", momentum=0.9,
+            weight_decay=5e-4, schedule=schedule, val_fraction=0.0, best_metric="",
+            seed=self.seed, device=self.device,
+        )  # fmt: skip
+
+
+@dataclass
+class DetectResult:
+    """``levels``: one row per IMP level (``level``, ``remaining``, ``score``, ``loss_barrier``,
+    ``test_acc`` and ``asr`` when measurable); ``ticket``: the pruned ticket at the peak."""
+
+    score: float
+    trojan: bool
+    best_level: int
+    levels: list[dict[str, Any]]
+    ticket: nn.Module
+    curves: list[list[dict[str, float]]] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        best = self.levels[self.best_level]
+        return {
+            "trojan": self.trojan,
+            "score": self.score,
+            "best_level": self.best_level,
+            "sparsity": 1.0 - best["remaining"],
+            **{k: best[k] for k in ("test_acc", "asr") if k in best},
+            "levels": self.levels,
+        }
+
+
+# ------------------------------------------------------------------ data
+def noise_data(
+    model: nn.Module, info: DatasetInfo, n: int, seed: int = 0, batch_size: int = 1000
+) -> ImageDataset:
+    """``n`` uniform-noise images of ``info``'s shape labelled by ``model``'s predictions."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((n, *info.input_shape), generator=g)
+    y = predict(model, x, batch_size).argmax(1).cpu()
+    return ImageDataset(x, y, info, split="noise")
+
+
+# ------------------------------------------------------------------ the Trojan score
+def interpolate(
+    a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], t: float
+) -> dict[str, torch.Tensor]:
+    """``(1 - t) a + t b`` for floating tensors; masks and counters are taken from ``a``."""
+    return {k: (1 - t) * v + t * b[k] if v.is_floating_point() else v for k, v in a.items()}
+
+
+@torch.no_grad()
+def error_curve(
+    model: nn.Module, other: nn.Module, data: ImageDataset, bins: int = 10, batch_size: int = 1000
+) -> list[dict[str, float]]:
+    """Error and loss of ``(1 - t) model + t other`` at ``t = 0, 1/bins, ..., 1`` on ``data``."""
+    a, b = model.state_dict(), other.state_dict()
+    probe = copy.deepcopy(model)
+    curve = []
+    for i in range(bins + 1):
+        t = i / bins
+        probe.load_state_dict(interpolate(a, b, t))
+        res = evaluate(probe, data, batch_size)
+        curve.append({"t": t, "err": 1.0 - res["acc"], "loss": res["loss"]})
+    return curve
+
+
+def barrier(curve: list[dict[str, float]], key: str = "err") -> float:
+    """``max_t E(t) - (E(0) + E(1)) / 2``: the seed's Trojan score (Eq. 2) on ``key``."""
+    values = [p[key] for p in curve]
+    return max(values) - (values[0] + values[-1]) / 2
+
+
+def finetune(model: nn.Module, data: ImageDataset, opts: DetectOptions) -> nn.Module:
+    """A copy of ``model`` trained ``finetune_steps`` SGD steps on ``data`` (masks kept)."""
+    n = min(len(data), opts.finetune_steps * opts.batch_size)
+    steps = data.take(n, seed=opts.seed)
+    if len(steps) < opts.finetune_steps * opts.batch_size:  # too little data: cycle through it
+        reps = -(-opts.finetune_steps * opts.batch_size // len(steps))
+        steps = steps.subset(torch.arange(len(steps)).repeat(reps))
+    work = copy.deepcopy(model)
+    cfg = opts.train_config(epochs=1, lr=opts.finetune_lr, schedule="constant")
+    Trainer(work, steps, cfg, callbacks=[MaskCallback()], device=opts.device, quiet=True).fit()
+    return work
+
+
+def trojan_score(
+    ticket: nn.Module, data: ImageDataset, opts: DetectOptions | None = None
+) -> dict[str, Any]:
+    """``{"score", "loss_barrier", "curve"}`` of ``ticket`` and its ``k``-step fine-tuned copy,
+    with ``E`` measured on ``score_batches * batch_size`` samples of ``data``."""
+    opts = opts or DetectOptions()
+    tuned = finetune(ticket, data, opts)
+    probe = data.take(min(len(data), opts.score_batches * opts.batch_size), seed=opts.seed + 1)
+    curve = error_curve(ticket, tuned, probe, opts.bins)
+    return {"score": barrier(curve), "loss_barrier": barrier(curve, "loss"), "curve": curve}
+
+
+# ------------------------------------------------------------------ IMP
+def _prune_once(model: nn.Module, opts: DetectOptions) -> dict[str, torch.Tensor]:
+    """Masks pruning ``rate`` of ``model``'s surviving weights by magnitude."""
+    params = prunable_parameters(model)
+    masks = masks_of(model)
+    current = {n: masks.get(n, torch.ones_like(p, dtype=torch.bool)) for n, p in params.items()}
+    weights = {n: p.detach() for n, p in params.items()}
+    output_rate = opts.rate / 2 if opts.scope == "layer" else None
+    return prune_level(weights, current, opts.rate, output_rate, opts.scope, list(params)[-1])
+
+
+def _info(model: nn.Module, *datasets: ImageDataset | None) -> DatasetInfo:
+    """The dataset description of the first dataset given, or of the model's checkpoint."""
+    for ds in datasets:
+        if ds is not None:
+            return ds.info
+    from sparta.models.registry import resolve_dataset, spec_of
+
+    try:
+        return resolve_dataset(spec_of(model)["dataset"])
+    except ValueError:
+        raise ValueError(
+            "data_free needs the input shape: pass data or test, or a model built by sparta"
+        ) from None
+
+
+def _with_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+    work = copy.deepcopy(model)
+    attach(work, masks)
+    return work
+
+
+def _retrain(model: nn.Module, data: ImageDataset, opts: DetectOptions) -> None:
+    if opts.retrain_epochs > 0:
+        cfg = opts.train_config(opts.retrain_epochs, opts.lr, "cosine")
+        Trainer(model, data, cfg, callbacks=[MaskCallback()], device=opts.device, quiet=True).fit()
+
+
+def detect(
+    model: nn.Module,
+    data: ImageDataset | None,
+    options: DetectOptions | None = None,
+    *,
+    test: ImageDataset | None = None,
+    trigger: Trigger | None = None,
+    target: int | None = None,
+    on_level: Callable[[dict[str, Any]], None] | None = None,
+) -> DetectResult:
+    """Progressive IMP of ``model`` with the Trojan score at every level (see module doc).
+
+    ``data`` is the defender's data (the suspect's training set in the seed); with
+    ``options.data_free`` it may be None. ``test`` adds clean accuracy per level, and
+    ``trigger``/``target`` add ASR (evaluation only). ``model`` is never modified.
+    """
+    opts = options or DetectOptions()
+    suspect = copy.deepcopy(model).to(opts.device).eval()
+    if opts.data_free:
+        data = noise_data(suspect, _info(suspect, data, test), opts.noise_n, opts.seed)
+    if data is None:
+        raise ValueError("detect needs data, or data_free=True")
+    ticket, pruned, best_ticket = suspect, suspect, suspect
+    levels: list[dict[str, Any]] = []
+    curves: list[list[dict[str, float]]] = []
+    for level in range(opts.rounds + 1):
+        if level > 0:
+            ticket = _with_masks(suspect, masks_of(pruned))  # rewind survivors to the suspect
+            _retrain(ticket, data, opts)
+        pruned = _with_masks(ticket, _prune_once(ticket, opts))
+        res = trojan_score(pruned, data, opts)
+        row: dict[str, Any] = {
+            "level": level,
+            "remaining": kept_fraction(masks_of(ticket)) if masks_of(ticket) else 1.0,
+            "score": res["score"],
+            "loss_barrier": res["loss_barrier"],
+        }
+        if test is not None:
+            row["test_acc"] = evaluate(ticket, test)["acc"]
+            if trigger is not None and target is not None:
+                row["asr"] = asr(ticket, test, trigger, target)
+        levels.append(row)
+        curves.append(res["curve"])
+        if level == 0 or row["score"] > max(r["score"] for r in levels[:-1]):
+            best_ticket = pruned
+        if on_level is not None:
+            on_level(row)
+        log.info("level %d: %s", level, {k: round(v, 4) for k, v in row.items()})
+    best = max(range(len(levels)), key=lambda i: levels[i]["score"])
+    score = levels[best]["score"]
+    return DetectResult(score, score > opts.threshold, best, levels, best_ticket, curves)
+
+
+def plot_detection(levels: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
+    """Clean accuracy, ASR (when known) and the Trojan score vs % weights remaining."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [100 * r["remaining"] for r in levels]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for key, style, label in (("test_acc", "-o", "clean accuracy"), ("asr", "-s", "ASR")):
+        if all(key in r for r in levels):
+            ax.plot(xs, [r[key] for r in levels], style, label=label, markersize=4)
+    ax.set_xscale("log")
+    ax.set_xlim(max(xs) * 1.1, min(xs) / 1.1)  # sparser to the right
+    ax.set_xlabel("% of prunable weights remaining")
+    ax.set_ylabel("accuracy / ASR")
+    ax2 = ax.twinx()
+    ax2.plot(xs, [r["score"] for r in levels], "--^", color="tab:red", label="Trojan score")
+    ax2.set_ylabel("Trojan score (error barrier)")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,286 @@
+"""Trigger recovery without clean data: Neural Cleanse with TABOR-style regularisers.
+
+For each candidate label ``c``, optimise a mask ``m = sigmoid(a)`` (``H x W``, shared by
+the channels) and a pattern ``p = sigmoid(b)`` (``C x H x W``) so that
+``(1 - m) * x + m * p`` goes to ``c`` on about 100 uniform-noise images ``x`` (the seed,
+arXiv 2205.11819 Sec. 3.3, recovers triggers from the winning Trojan ticket with random
+noise images, no clean data). The loss is
+
+    CE(f(x'), c) + cost * |m|_1                                    (Neural Cleanse, Sec. IV-B)
+      + large * (|m|_2^2 + |(1 - m) p|_1 + |(1 - m) p|_2^2)        (TABOR R1: overly large)
+      + scatter * (TV(m) + TV((1 - m) p))                          (TABOR R2: scattered)
+
+(Wang et al., S&P 2019; Guo et al., arXiv 1908.01763, Sec. 4.2). ``cost`` follows Neural
+Cleanse's schedule: every ``patience`` steps it is multiplied by 1.5 when the attack
+succeeded on at least ``success`` of the images throughout, else divided by 1.5 ** 1.5;
+the smallest successful mask is kept. The target is the label whose mask L1 norm is
+anomalously small: anomaly index ``(median - n_c) / (1.4826 * MAD)`` over the labels'
+norms, flagged above 2 (Neural Cleanse Sec. IV-C: the 1.4826 consistency constant makes
+MAD estimate the standard deviation; an index above 2 is an outlier with > 95%
+probability).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparta.options import Options, option, require
+
+log = logging.getLogger(__name__)
+MAD_CONSTANT = 1.4826  # Neural Cleanse Sec. IV-C (normal consistency constant)
+
+
+@dataclass
+class RecoverOptions(Options):
+    """Options of trigger recovery (their fields are ``sparta backdoor recover`` flags)."""
+
+    n: int = option(100, "uniform-noise images the trigger is optimised on (seed: ~100)")
+    steps: int = option(300, "optimisation steps per candidate label (full batch)")
+    lr: float = option(0.1, "Adam learning rate (Neural Cleanse: 0.1, betas 0.5, 0.9)")
+    init_cost: float = option(1e-3, "initial weight of the mask L1 norm (Neural Cleanse)")
+    patience: int = option(10, "steps between adjustments of the L1 weight")
+    success: float = option(0.99, "attack success a mask must reach to count (Neural Cleanse)")
+    large: float = option(1e-3, "TABOR weight of the overly-large-trigger terms")
+    scatter: float = option(1e-2, "TABOR weight of the scattered-trigger (total variation) terms")
+    threshold: float = option(2.0, "anomaly index above which a label is flagged (NC: 2)")
+    labels: str = option("", "candidate labels, comma-separated ('' for all)")
+    seed: int = option(0, "seed of the noise images and of the initial mask and pattern")
+    device: str = option("cpu", "device: cpu, cuda, ...")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad value and what is allowed."""
+        for name in ("n", "steps", "patience"):
+            require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
+        require(self.lr > 0, "lr", self.lr, "a number > 0")
+        require(self.init_cost >= 0, "init_cost", self.init_cost, "a number >= 0")
+        require(0 < self.success <= 1, "success", self.success, "a number in (0, 1]")
+        for name in ("large", "scatter", "threshold"):
+            require(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
+
+    def label_list(self, num_classes: int) -> list[int]:
+        """The candidate labels (all by default); a label out of range is a ValueError."""
+        if not self.labels.strip():
+            return list(range(num_classes))
+        try:
+            labels = sorted({int(s) for s in self.labels.split(",") if s.strip()})
+        except ValueError:
+            raise ValueError(
+                f"labels={self.labels!r} is not allowed; expected comma-separated integers"
+            ) from None
+        bad = [c for c in labels if not 0 <= c < num_classes]
+        require(not bad, "labels", self.labels, f"labels in 0..{num_classes - 1}")
+        return labels
+
+
+@dataclass(frozen=True)
+class RecoveredTrigger:
+    """A mask (``H x W`` in [0, 1]) and pattern (``C x H x W``): ``(1 - m) x + m p``."""
+
+    mask: torch.Tensor
+    pattern: torch.Tensor
+
+    def check(self, shape: tuple[int, int, int]) -> None:
+        """Raise ValueError when the images are not of the trigger's shape."""
+        if tuple(shape) != tuple(self.pattern.shape):
+            raise ValueError(
+                f"recovered trigger has shape {tuple(self.pattern.shape)}, images {tuple(shape)}"
+            )
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        m, p = self.mask.to(x.device, x.dtype), self.pattern.to(x.device, x.dtype)
+        return (1 - m) * x + m * p
+
+
+@dataclass
+class RecoveryResult:
+    """Per candidate label: mask L1 norm, anomaly index, success; the flagged target."""
+
+    labels: list[int]
+    norms: list[float]
+    anomaly: list[float]
+    success: list[float]
+    masks: torch.Tensor  # K x H x W
+    patterns: torch.Tensor  # K x C x H x W
+    threshold: float = 2.0
+    flagged: list[int] = field(default_factory=list)
+
+    @property
+    def target(self) -> int | None:
+        """The flagged label with the largest anomaly index (None: nothing flagged)."""
+        if not self.flagged:
+            return None
+        return max(self.flagged, key=lambda c: self.anomaly[self.labels.index(c)])
+
+    def trigger(self, label: int) -> RecoveredTrigger:
+        """The recovered trigger of ``label``."""
+        i = self.labels.index(label)
+        return RecoveredTrigger(self.masks[i], self.patterns[i])
+
+    def to_dict(self) -> dict[str, Any]:
+        target = self.target
+        return {
+            "target": target,
+            "trojan": target is not None,
+            "mask_l1": self.norms[self.labels.index(target)] if target is not None else None,
+            "anomaly_index": max(self.anomaly) if self.anomaly else 0.0,
+            "flagged": self.flagged,
+            "labels": self.labels,
+            "norms": self.norms,
+            "anomaly": self.anomaly,
+            "label_success": self.success,
+        }
+
+
+# ------------------------------------------------------------------ anomaly index
+def anomaly_index(norms: Sequence[float]) -> list[float]:
+    """``(median - n) / (1.4826 * MAD)`` per norm: large for anomalously *small* norms,
+    negative above the median. With MAD = 0, norms below the median get +inf."""
+    x = torch.as_tensor(list(norms), dtype=torch.float64)
+    med = x.median()
+    mad = MAD_CONSTANT * (x - med).abs().median()
+    if float(mad) == 0.0:
+        return [float("inf") if v < med else 0.0 if v == med else float("-inf") for v in x]
+    return ((med - x) / mad).tolist()
+
+
+def flag(norms: Sequence[float], threshold: float = 2.0) -> list[int]:
+    """Positions whose anomaly index exceeds ``threshold`` (small side only)."""
+    return [i for i, a in enumerate(anomaly_index(norms)) if a > threshold]
+
+
+# ------------------------------------------------------------------ optimisation
+def total_variation(t: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation over the last two (spatial) dimensions."""
+    rows = (t[..., 1:, :] - t[..., :-1, :]).abs().sum()
+    return rows + (t[..., :, 1:] - t[..., :, :-1]).abs().sum()
+
+
+def regularisers(m: torch.Tensor, p: torch.Tensor, opts: RecoverOptions) -> torch.Tensor:
+    """TABOR's overly-large (R1) and scattered (R2) trigger penalties."""
+    outside = (1 - m) * p
+    large = (m**2).sum() + outside.abs().sum() + (outside**2).sum()
+    scatter = total_variation(m) + total_variation(outside)
+    return opts.large * large + opts.scatter * scatter
+
+
+@contextlib.contextmanager
+def _frozen(model: nn.Module) -> Iterator[nn.Module]:
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag_ in flags:
+            p.requires_grad_(flag_)
+
+
+def reverse_engineer(
+    model: nn.Module, x: torch.Tensor, label: int, opts: RecoverOptions
+) -> tuple[RecoveredTrigger, float]:
+    """The smallest trigger found that sends ``x`` to ``label``, and its success rate."""
+    g = torch.Generator().manual_seed(opts.seed * 1009 + label)
+    _, c, h, w = x.shape
+    a = torch.randn((h, w), generator=g).to(x.device).requires_grad_()
+    b = torch.randn((c, h, w), generator=g).to(x.device).requires_grad_()
+    optimizer = torch.optim.Adam([a, b], lr=opts.lr, betas=(0.5, 0.9))
+    y = torch.full((len(x),), label, dtype=torch.long, device=x.device)
+    cost, window_ok = opts.init_cost, True
+    best: tuple[float, torch.Tensor, torch.Tensor, float] | None = None
+    last = (torch.sigmoid(a).detach(), torch.sigmoid(b).detach(), 0.0)
+    for step in range(1, opts.steps + 1):
+        m, p = torch.sigmoid(a), torch.sigmoid(b)
+        logits = model((1 - m) * x + m * p)
+        l1 = m.sum()
+        loss = F.cross_entropy(logits, y) + cost * l1 + regularisers(m, p, opts)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rate = float((logits.argmax(1) == y).float().mean())
+        last = (m.detach(), p.detach(), rate)
+        ok = rate >= opts.success
+        window_ok &= ok
+        if ok and (best is None or float(l1.detach()) < best[0]):
+            best = (float(l1.detach()), m.detach().clone(), p.detach().clone(), rate)
+        if step % opts.patience == 0:  # Neural Cleanse's cost schedule
+            cost = (cost * 1.5 if window_ok else cost / 1.5**1.5) if cost > 0 else opts.init_cost
+            window_ok = True
+    if best is None:  # never successful: report the final, unsuccessful trigger
+        m, p, rate = last
+        return RecoveredTrigger(m.cpu(), p.cpu()), rate
+    _, m, p, rate = best
+    return RecoveredTrigger(m.cpu(), p.cpu()), rate
+
+
+def recover(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    options: RecoverOptions | None = None,
+) -> RecoveryResult:
+    """Recover a trigger per candidate label on ``n`` noise images and flag the target."""
+    opts = options or RecoverOptions()
+    labels = opts.label_list(num_classes)
+    g = torch.Generator().manual_seed(opts.seed)
+    x = torch.rand((opts.n, *input_shape), generator=g).to(opts.device)
+    model = model.to(opts.device)
+    triggers, rates = [], []
+    with _frozen(model):
+        for label in labels:
+            trig, rate = reverse_engineer(model, x, label, opts)
+            triggers.append(trig)
+            rates.append(rate)
+            log.info("label %d: mask L1 %.2f, success %.3f", label, float(trig.mask.sum()), rate)
+    # an unsuccessful label cannot be the target: its norm counts as the whole image
+    norms = [float(t.mask.sum()) if r >= opts.success else float(t.mask.numel())
+             for t, r in zip(triggers, rates, strict=True)]  # fmt: skip
+    index = anomaly_index(norms)
+    flagged = [labels[i] for i in flag(norms, opts.threshold)]
+    return RecoveryResult(
+        labels, norms, index, rates,
+        torch.stack([t.mask for t in triggers]), torch.stack([t.pattern for t in triggers]),
+        opts.threshold, flagged,
+    )  # fmt: skip
+
+
+def save_trigger_png(result: RecoveryResult, path: str | os.PathLike, title: str = "") -> Path:
+    """Masks (top) and masked patterns ``m * p`` (bottom) per label; the target is marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(result.labels)
+    fig, axes = plt.subplots(2, k, figsize=(1.3 * k + 0.5, 3.0), squeeze=False)
+    for i, label in enumerate(result.labels):
+        m, p = result.masks[i], result.patterns[i]
+        img = (m * p).permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
+        mark = " *" if label == result.target else ""
+        axes[0][i].imshow(m.numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[0][i].set_title(f"{label}{mark}\nL1 {result.norms[i]:.1f}", fontsize=7)
+        axes[1][i].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        for ax in (axes[0][i], axes[1][i]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title or f"recovered triggers (target: {result.target})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,73 @@
+"""The Trojan score (LMC error barrier) on hand-made cases, and the IMP levels of detect()."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from sparta import data, models
+from sparta.backdoor import DetectOptions, barrier, detect
+from sparta.backdoor.detect import error_curve, interpolate, noise_data
+from sparta.data import DatasetInfo, ImageDataset
+from sparta.sparsity import masks_of
+
+
+def test_barrier_by_hand():
+    curve = [{"err": e, "loss": 0.0} for e in (0.1, 0.5, 0.7, 0.2)]
+    assert barrier(curve) == pytest.approx(0.7 - (0.1 + 0.2) / 2)
+    assert barrier([{"err": e} for e in (0.2, 0.2, 0.2)]) == 0.0
+    assert barrier([{"err": e} for e in (0.3, 0.1, 0.3)]) == pytest.approx(0.0)  # a valley
+
+
+def test_interpolate_keeps_masks_and_mixes_floats():
+    a = {"w": torch.tensor([1.0, 3.0]), "w_mask": torch.tensor([True, False]), "n": torch.tensor(2)}
+    b = {"w": torch.tensor([3.0, 1.0]), "w_mask": torch.tensor([False, True]), "n": torch.tensor(5)}
+    mid = interpolate(a, b, 0.25)
+    assert torch.equal(mid["w"], torch.tensor([1.5, 2.5]))
+    assert torch.equal(mid["w_mask"], a["w_mask"]) and int(mid["n"]) == 2
+
+
+def test_error_curve_between_a_model_and_its_negation():
+    """Logits W x and -W x: right everywhere at t=0, wrong at t=1, all-zero logits at t=1/2
+    (ties go to class 0: half the data wrong)."""
+    info = DatasetInfo("toy", (1, 1, 2), 2, (0.0,), (1.0,))
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]] * 4).view(-1, 1, 1, 2)
+    ds = ImageDataset(x, torch.tensor([0, 1] * 4), info)
+    a = nn.Sequential(nn.Flatten(), nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        a[1].weight.copy_(torch.eye(2))
+    b = copy.deepcopy(a)
+    with torch.no_grad():
+        b[1].weight.mul_(-1)
+    curve = error_curve(a, b, ds, bins=2)
+    assert [p["err"] for p in curve] == [0.0, 0.5, 1.0]
+    assert barrier(curve) == pytest.approx(1.0 - (0.0 + 1.0) / 2)
+
+
+def test_detect_levels_prune_twenty_percent_and_leave_model_alone():
+    train = data.load("synthetic", "train", n=256, shape=(1, 8, 8), num_classes=4, seed=0)
+    torch.manual_seed(0)
+    model = models.create("lenet300", dataset=train.info, width=0.25)
+    before = copy.deepcopy(model.state_dict())
+    opts = DetectOptions(rounds=2, retrain_epochs=1, batch_size=32, finetune_steps=3,
+                         score_batches=2)  # fmt: skip
+    res = detect(model, train, opts, test=train)
+    assert [r["level"] for r in res.levels] == [0, 1, 2]
+    rem = [r["remaining"] for r in res.levels]
+    assert rem[0] == 1.0 and rem[1] == pytest.approx(0.8, abs=0.02)
+    assert rem[2] == pytest.approx(0.64, abs=0.02)
+    assert res.score == max(r["score"] for r in res.levels)
+    assert res.trojan == (res.score > opts.threshold)
+    assert masks_of(res.ticket)  # the ticket is pruned
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert not masks_of(model)
+
+
+def test_data_free_noise_is_labelled_by_the_model():
+    info = DatasetInfo("toy", (1, 4, 4), 3, (0.5,), (0.5,))
+    torch.manual_seed(0)
+    model = models.create("lenet300", dataset=info, width=0.25)
+    ds = noise_data(model, info, 50, seed=1)
+    assert torch.equal(ds.y, model(ds.x).argmax(1))
+    assert ds.x.min() >= 0 and ds.x.max() <= 1
