@@ -37,8 +37,20 @@ RESULTS = Path(__file__).parent / "results"
 METHODS = ("standard", "pgd", "trades", "fast", "wot")
 
 
+SPARSE = {"gmp": ["--gmp"], "rigl": ["--dst", "rigl"]}
+
+
+def sparse_flags(spec: str) -> list[str]:
+    """``gmp:0.8`` -> gradual magnitude pruning to 80% during PGD-AT; ``rigl:0.9`` -> RigL."""
+    kind, _, sparsity = spec.partition(":")
+    if kind not in SPARSE or not sparsity:
+        raise SystemExit(f"--sparse {spec!r}: expected gmp:S or rigl:S, e.g. gmp:0.8")
+    return [*SPARSE[kind], "--sparsity", sparsity]
+
+
 def train_one(method: str, args: argparse.Namespace, root: Path) -> Path:
-    name = f"adv-{method}"
+    name = f"adv-{method.replace(':', '')}"
+    method, _, sparse = method.partition("+")
     flags = ["--dataset", "fashion-mnist", "--model", "lenet5", "--epochs", str(args.epochs)]
     flags += ["--lr", str(args.lr), "--batch-size", "128", "--seed", str(args.seed)]
     if args.train_subset:
@@ -46,6 +58,8 @@ def train_one(method: str, args: argparse.Namespace, root: Path) -> Path:
     if method != "standard":
         flags += ["--adv", method, "--eps", str(args.eps), "--adv-steps", str(args.adv_steps)]
         flags += ["--val-n", str(args.val_n)]
+    if sparse:
+        flags += sparse_flags(sparse)
     code = cli(["--quiet", "train", *flags, "--out", str(root), "--name", name, "--overwrite"])
     if code:
         raise SystemExit(f"training {method} failed (exit {code})")
@@ -63,9 +77,16 @@ def main() -> None:
     p.add_argument("--val-n", type=int, default=1000)
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--suite", default="standard", choices=["standard", "fast"])
+    p.add_argument(
+        "--sparse",
+        nargs="*",
+        default=[],
+        help="extra sparse PGD-AT runs, e.g. gmp:0.5 gmp:0.8 rigl:0.9 (magnitude via GMP, RigL)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--output", default="adv_training.json", help="JSON file name in --results")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,11 +94,12 @@ def main() -> None:
     root = out / "runs"
     test = sdata.load("fashion-mnist", "test")
     rows: dict[str, Any] = {}
-    for method in args.methods:
+    for method in [*args.methods, *(f"pgd+{spec}" for spec in args.sparse)]:
         start = time.perf_counter()
         run_dir = train_one(method, args, root)
         train_s = time.perf_counter() - start
         row: dict[str, Any] = {"train_time_s": train_s}
+        row["sparsity"] = Run(run_dir).read_summary().get("sparsity", 0.0)
         history = Run(run_dir).metrics()
         row["val_robust_acc_by_epoch"] = [r.get("val_robust_acc") for r in history]
         for which, file in (("final", "model.safetensors"), ("best", "best.safetensors")):
@@ -100,8 +122,8 @@ def main() -> None:
         )
     result = {"settings": vars(args), "methods": rows, "checks": checks}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "adv_training.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"results: {out / 'adv_training.json'}")
+    (out / args.output).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"results: {out / args.output}")
 
 
 if __name__ == "__main__":
