@@ -17,7 +17,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 EXIT_USAGE = 2
-COMMANDS = ["demo", "train", "eval", "info", "lottery", "prune", "export", "attack", "unlearn"]
+COMMANDS = [
+    "demo",
+    "train",
+    "eval",
+    "info",
+    "lottery",
+    "prune",
+    "export",
+    "attack",
+    "unlearn",
+    "backdoor",
+    "certify",
+]
 
 
 class UsageError(Exception):

@@ -36,7 +36,12 @@ class TrainExtension:
 
 EXTENSIONS: list[TrainExtension] = []
 # modules that append to EXTENSIONS when imported, in the order their setups run
-EXTENSION_MODULES = ("sparta.commands.sparse_train", "sparta.commands.adv_train")
+EXTENSION_MODULES = (
+    "sparta.commands.sparse_train",
+    "sparta.commands.adv_train",
+    "sparta.commands.cert_train",
+    "sparta.commands.poison_train",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         callbacks=plan.callbacks if plan else (),
         objective=plan.objective if plan else None,
         extra_config=extra,
+        splits=splits if plan else None,
     )
     if result.run is None:
         return 0

@@ -1,0 +1,103 @@
+"""``bounds``: sound logit and margin bounds of a model over an Lp ball ∩ [0, 1]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sparta.certify.crown import intermediate_bounds, optimize_alphas, output_bounds
+from sparta.certify.domain import InputDomain
+from sparta.certify.graph import Interval, trace
+from sparta.certify.ibp import interval, margin_interval, spec_matrix
+
+METHODS = ("ibp", "crown", "alpha-crown")
+
+
+def check_method(method: str, allowed: tuple[str, ...] = METHODS) -> str:
+    if method not in allowed:
+        raise ValueError(f"method={method!r} is not allowed; expected one of {', '.join(allowed)}")
+    return method
+
+
+@dataclass
+class Bounds:
+    """Sound bounds for a batch over its input domain.
+
+    ``lower``/``upper``: (B, K) logit bounds. ``margin_lower``: (B, K) lower bounds on
+    ``z_y - z_j`` (0 at ``j = y``; None without labels). ``preact``: ReLU name -> (l, u), the
+    bounds of that ReLU's input, shaped (B, *input shape).
+    """
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+    margin_lower: torch.Tensor | None
+    preact: dict[str, Interval]
+    y: torch.Tensor | None = None
+
+    @property
+    def verified(self) -> torch.Tensor:
+        """(B,) bool: every margin ``z_y - z_j`` (j != y) is provably positive."""
+        if self.margin_lower is None or self.y is None:
+            raise ValueError("verified needs labels: call bounds(..., y=labels)")
+        is_y = torch.zeros_like(self.margin_lower, dtype=torch.bool)
+        is_y[torch.arange(len(self.y), device=self.y.device), self.y] = True
+        return ((self.margin_lower > 0) | is_y).all(1)
+
+    def unstable(self) -> dict[str, torch.Tensor]:
+        """ReLU name -> bool tensor (B, *shape): pre-activation bounds straddle zero."""
+        return {k: (lo < 0) & (up > 0) for k, (lo, up) in self.preact.items()}
+
+
+def bounds(
+    model: nn.Module,
+    x: torch.Tensor,
+    eps: float,
+    norm: str = "linf",
+    method: str = "ibp",
+    y: torch.Tensor | None = None,
+    alpha_steps: int = 20,
+) -> Bounds:
+    """Sound bounds of ``model`` over ``{x' : ||x' - x||_norm <= eps} ∩ [0, 1]`` per example.
+
+    ``method``: "ibp" (Gowal et al. 2018), "crown" (Zhang et al. 2018; never looser than IBP)
+    or "alpha-crown" (Xu et al. 2021; never looser than CROWN). Differentiable with respect to
+    the model's parameters (IBP and CROWN). BatchNorm uses its running statistics and Dropout is
+    the identity (eval semantics) whatever the module's mode. Raises ``ValueError`` for a bad
+    method, norm or eps, and :class:`~sparta.certify.graph.UnsupportedLayerError` naming a
+    layer the method cannot bound.
+    """
+    check_method(method)
+    domain = InputDomain(x, eps, norm)
+    graph = trace(model, tuple(x.shape[1:]), method)
+    if y is not None:
+        y = y.to(x.device).long()
+    ibp = interval(graph, domain)
+    lo, up = ibp[graph.output]
+    margin = None if y is None else margin_interval(graph, ibp, y)
+    if method == "ibp":
+        preact = {n.name: ibp[n.inputs[0]] for n in graph.relus()}
+        return Bounds(lo, up, margin, preact, y)
+    inter = intermediate_bounds(graph, domain, ibp)
+    k, b = lo.shape[1], lo.shape[0]
+    eye = torch.eye(k, dtype=lo.dtype, device=lo.device).unsqueeze(1).expand(k, b, k)
+    rows = [eye, -eye] + ([] if y is None else [spec_matrix(y, k).to(lo.dtype).transpose(0, 1)])
+    spec = torch.cat(rows)
+    if method == "crown":
+        low, _ = output_bounds(graph, domain, spec, inter)
+    else:
+        low = optimize_alphas(graph, domain, spec, inter, steps=alpha_steps)
+    lo = torch.maximum(lo, low[:k].t())
+    up = torch.minimum(up, -low[k : 2 * k].t())
+    if margin is not None:
+        margin = torch.maximum(margin, low[2 * k :].t())
+    preact = {n.name: inter[n.inputs[0]] for n in graph.relus()}
+    return Bounds(lo, up, margin, preact, y)
+
+
+def preact_bounds(
+    model: nn.Module, x: torch.Tensor, eps: float, norm: str = "linf", method: str = "ibp"
+) -> dict[str, Interval]:
+    """ReLU name -> (l, u) bounds of its input over the ball (see :func:`bounds`)."""
+    return bounds(model, x, eps, norm, method).preact

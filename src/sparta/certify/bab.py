@@ -1,0 +1,233 @@
+"""Branch and bound on unstable ReLUs with CROWN bounds on every sub-problem.
+
+A sub-domain is the input domain plus split constraints: for a chosen unstable neuron, the
+"active" child sets its pre-activation lower bound to 0, the "inactive" child its upper bound
+to 0. Children are bounded together as one batch: their split bounds are passed as reference
+bounds to full CROWN, which recomputes every later layer's bounds under the constraints (sound:
+on the sub-domain the split ReLU is exactly linear). A child is pruned when every margin
+``z_y - z_j`` is provably positive or its bounds are empty (l > u: an infeasible split); a child
+bound never drops below its parent's (the sub-domain is a subset).
+
+Branching (Bunel et al. 2020, 1909.06588, Sec. 5.1, BaBSR's intercept score, simplified): the
+score of an unstable neuron is ``max(-a, 0) * (-l u / (u - l))``, with ``a`` the coefficient of
+the worst margin row on that ReLU's output: how much the upper relaxation's intercept costs the
+bound. Ties break on the intercept alone. Falsification: the minimiser of each child's linear
+bound over the input box (the relaxation's worst-case point) is checked by a forward pass.
+Domains are processed best-first (lowest bound first), ``batch`` at a time.
+
+Without beta-CROWN's split multipliers the relaxation ignores the split constraints on the
+input, so a domain whose ReLUs are all decided can still have a negative bound. Such a leaf is
+closed exactly by a linear program (SciPy HiGHS): with every ReLU fixed the network is affine on
+the leaf, the leaf is a polytope (the box and one sign constraint per neuron), and the LP's
+minimiser is a counterexample candidate checked by a forward pass. This makes BaB complete for
+ReLU networks without MaxPool under Linf; otherwise such a leaf is "unknown". An LP minimum
+must exceed ``LP_TOL`` to count as verified (solver tolerances).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from sparta.certify.crown import backward, intermediate_bounds, output_bounds
+from sparta.certify.domain import InputDomain
+from sparta.certify.graph import Graph, Interval
+from sparta.certify.ibp import interval, spec_matrix
+
+LP_TOL = 1e-5
+
+
+@dataclass
+class BabResult:
+    """Outcome for one example: ``status`` verified / falsified / unknown."""
+
+    status: str
+    branches: int
+    x_cex: torch.Tensor | None = None
+    lower: float = float("nan")  # best proven lower bound on min_j (z_y - z_j)
+
+
+@dataclass
+class _Domain:
+    lower: torch.Tensor  # (rows,) margin lower bounds
+    ref: dict[str, Interval]  # bounds of every ReLU/MaxPool input, without batch dim
+    score: dict[str, torch.Tensor]  # ReLU input name -> flat branching scores
+
+
+def _margin_rows(y: int, k: int, n: int, device: torch.device) -> torch.Tensor:
+    """Rows ``e_y - e_j`` for ``j != y``, shaped (K-1, n, K)."""
+    c = spec_matrix(torch.tensor([y], device=device), k)[0]
+    keep = torch.arange(k, device=device) != y
+    return c[keep].unsqueeze(1).expand(k - 1, n, k)
+
+
+def _scores(
+    graph: Graph, bounds: dict[str, Interval], record: dict[str, torch.Tensor], worst: torch.Tensor
+) -> list[dict[str, torch.Tensor]]:
+    n = worst.numel()
+    out: list[dict[str, torch.Tensor]] = [{} for _ in range(n)]
+    for relu in graph.relus():
+        name = relu.inputs[0]
+        lo, up = (t.flatten(1) for t in bounds[name])
+        a = record[relu.name].flatten(2)[worst, torch.arange(n, device=worst.device)]  # (n, numel)
+        unstable = (lo < 0) & (up > 0)
+        intercept = torch.where(unstable, -lo * up / (up - lo).clamp_min(1e-12), 0.0)
+        s = (-a).clamp(min=0) * intercept + 1e-6 * intercept
+        s = torch.where(unstable, s, -1.0)
+        for i in range(n):
+            out[i][name] = s[i]
+    return out
+
+
+def _pick(d: _Domain) -> tuple[str, int] | None:
+    best: tuple[float, str, int] | None = None
+    for name, s in d.score.items():
+        v, i = s.max(0)
+        if float(v) >= 0 and (best is None or float(v) > best[0]):
+            best = (float(v), name, int(i))
+    return None if best is None else best[1:]  # type: ignore[return-value]
+
+
+def _children(d: _Domain, name: str, i: int) -> list[dict[str, Interval]]:
+    kids = []
+    for active in (True, False):
+        ref = dict(d.ref)
+        lo, up = (t.clone().flatten() for t in d.ref[name])
+        if active:
+            lo[i] = 0.0
+        else:
+            up[i] = 0.0
+        ref[name] = (lo.view_as(d.ref[name][0]), up.view_as(d.ref[name][1]))
+        kids.append(ref)
+    return kids
+
+
+def _stack(refs: list[dict[str, Interval]]) -> dict[str, Interval]:
+    return {
+        k: (torch.stack([r[k][0] for r in refs]), torch.stack([r[k][1] for r in refs]))
+        for k in refs[0]
+    }
+
+
+class BaB:
+    """Branch and bound for one graph; :meth:`run` verifies one example."""
+
+    def __init__(self, graph: Graph, eps: float, norm: str = "linf", batch: int = 64) -> None:
+        self.graph, self.eps, self.norm, self.batch = graph, eps, norm, batch
+
+    def _bound(
+        self, x: torch.Tensor, y: int, ibp: dict[str, Interval], ref: dict[str, Interval] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[dict], dict[str, Interval], torch.Tensor]:
+        """Bounds for ``n`` copies of ``x`` under reference bounds: ``(lower (rows, n),
+        worst points (n, *shape), scores, bounds, infeasible (n,))``."""
+        n = 1 if ref is None else next(iter(ref.values()))[0].shape[0]
+        dom = InputDomain(x.expand(n, *x.shape[1:]), self.eps, self.norm)
+        ibp_n = {
+            k: (lo.expand(n, *lo.shape[1:]), up.expand(n, *up.shape[1:]))
+            for k, (lo, up) in ibp.items()
+        }
+        bnds = intermediate_bounds(self.graph, dom, ibp_n, ref)
+        record: dict[str, torch.Tensor] = {}
+        k = ibp[self.graph.output][0].shape[1]
+        low, pts = output_bounds(
+            self.graph, dom, _margin_rows(y, k, n, x.device), bnds, None, record, True
+        )
+        worst = low.argmin(0)
+        points = pts[worst, torch.arange(n, device=x.device)]  # type: ignore[index]
+        bad = torch.zeros(n, dtype=torch.bool, device=x.device)
+        for name, (lo, up) in bnds.items():
+            if name != self.graph.input.name:
+                bad |= (lo > up).flatten(1).any(1)
+        return low, points, _scores(self.graph, bnds, record, worst), bnds, bad
+
+    def _falsify(self, points: torch.Tensor, y: int) -> int | None:
+        pred = self.graph.forward(points).argmax(1)
+        hit = (pred != y).nonzero()
+        return None if hit.numel() == 0 else int(hit[0])
+
+    def _leaf(self, x: torch.Tensor, y: int, d: _Domain) -> tuple[str, torch.Tensor | None]:
+        """Decide a domain whose ReLUs are all stable by one LP per margin row."""
+        from scipy.optimize import linprog
+
+        graph = self.graph
+        if self.norm != "linf" or any(n.op.kind == "maxpool" for n in graph.nodes[1:]):
+            return "unknown", None
+        dom = InputDomain(x, self.eps, self.norm)
+        box = dom.box()
+        bnds = {graph.input.name: box, **{k: (lo[None], up[None]) for k, (lo, up) in d.ref.items()}}
+        rows, rhs = [], []
+        for relu in graph.relus():
+            name = relu.inputs[0]
+            lo, up = (t.flatten() for t in d.ref[name])
+            eye = torch.eye(lo.numel(), dtype=x.dtype, device=x.device).unsqueeze(1)
+            a, b, _ = backward(graph, name, eye.reshape(lo.numel(), 1, *d.ref[name][0].shape), bnds)
+            sign = torch.where(lo >= 0, -1.0, 1.0)  # active: -z <= 0; inactive: z <= 0
+            rows.append(sign[:, None] * a.flatten(1))
+            rhs.append(-sign * b[:, 0])
+        k = graph.by_name[graph.output].shape[0]
+        a_out, b_out, _ = backward(graph, graph.output, _margin_rows(y, k, 1, x.device), bnds)
+        a_ub = torch.cat(rows).double().cpu().numpy() if rows else None
+        b_ub = torch.cat(rhs).double().cpu().numpy() if rows else None
+        limits = list(zip(box[0].flatten().tolist(), box[1].flatten().tolist(), strict=True))
+        for j in range(k - 1):
+            c = a_out[j, 0].flatten().double().cpu().numpy()
+            res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=limits, method="highs")
+            if res.status == 2:  # infeasible leaf: empty
+                return "verified", None
+            if res.status != 0:
+                return "unknown", None
+            if res.fun + float(b_out[j, 0]) <= LP_TOL:
+                point = torch.tensor(res.x, dtype=x.dtype, device=x.device).view_as(x)
+                point = torch.minimum(torch.maximum(point, box[0]), box[1])
+                if self._falsify(point, y) is not None:
+                    return "falsified", point
+                return "unknown", None
+        return "verified", None
+
+    @torch.no_grad()
+    def run(
+        self, x: torch.Tensor, y: int, timeout: float = 60.0, max_branches: int = 100_000
+    ) -> BabResult:
+        """Verify ``x`` (1, *shape) with label ``y``."""
+        deadline = time.perf_counter() + timeout
+        ibp = interval(self.graph, InputDomain(x, self.eps, self.norm))
+        low, points, scores, bnds, _ = self._bound(x, y, ibp, None)
+        if (i := self._falsify(points, y)) is not None:
+            return BabResult("falsified", 0, points[i : i + 1], float(low.min()))
+        keep = {k: (lo[0], up[0]) for k, (lo, up) in bnds.items() if k != self.graph.input.name}
+        domains = [_Domain(low[:, 0], keep, scores[0])] if low.min() <= 0 else []
+        branches, exhausted = 0, 0
+        while domains:
+            if time.perf_counter() > deadline or branches >= max_branches:
+                break
+            domains.sort(key=lambda d: float(d.lower.min()))
+            todo, domains = domains[: self.batch], domains[self.batch :]
+            refs, parents = [], []
+            for d in todo:
+                pick = _pick(d)
+                if pick is None:
+                    status, x_cex = self._leaf(x, y, d)
+                    if status == "falsified":
+                        return BabResult(status, branches, x_cex, float(d.lower.min()))
+                    exhausted += status == "unknown"
+                    continue
+                refs += _children(d, *pick)
+                parents += [d, d]
+            if not refs:
+                break
+            branches += len(refs)
+            low, points, scores, bnds, bad = self._bound(x, y, ibp, _stack(refs))
+            if (i := self._falsify(points, y)) is not None:
+                return BabResult("falsified", branches, points[i : i + 1], float(low[:, i].min()))
+            low = torch.maximum(low, torch.stack([p.lower for p in parents], 1))
+            for j in range(len(refs)):
+                if bad[j] or low[:, j].min() > 0:
+                    continue
+                ref = {k: (lo[j], up[j]) for k, (lo, up) in bnds.items() if k in keep}
+                domains.append(_Domain(low[:, j], ref, scores[j]))
+        if not domains and not exhausted:
+            return BabResult("verified", branches, None, 0.0)
+        worst = min([float(d.lower.min()) for d in domains] or [float("nan")])
+        return BabResult("unknown", branches, None, worst)

@@ -1,0 +1,276 @@
+"""CROWN (Zhang et al. 2018, 1811.00866) and alpha-CROWN (Xu et al. 2021, 2011.13824).
+
+Backward linear bound propagation: a specification ``A`` (rows, B, *shape) on a node is pushed
+back to the input through the transpose of every affine op and through a linear relaxation of
+every ReLU (Sec. 3.2: upper line through ``(l, 0)`` and ``(u, u)``; lower slope ``alpha``, by
+default CROWN's adaptive choice 1 if ``u > -l`` else 0, as auto_LiRPA's ``upper_d > 0.5``) and
+MaxPool (lower: the input of largest lower bound; upper: that input when its lower bound beats
+every other upper bound, else the constant largest upper bound, as auto_LiRPA). The result is
+concretised over the input domain (Sec. 3.3, Hölder's inequality).
+
+Intermediate bounds are full CROWN, layer by layer (auto_LiRPA ``method="CROWN"``), but only for
+neurons that IBP (intersected with any known bounds) leaves unstable in some example of the batch
+(auto_LiRPA's ``sparse_intermediate_bounds``): stable neurons, pruned ones included, are relaxed
+exactly whatever their bounds, so they need no rows. Every CROWN bound is intersected with IBP's.
+Pre-activations that are an affine image of the input box (the first layer) keep their IBP
+interval, which is already exact for Linf.
+
+alpha-CROWN optimises one lower slope per (spec row, example, neuron) with Adam (lr 0.5, decay
+0.98, 20 steps, auto_LiRPA's defaults with ``fix_interm_bounds``), projects onto [0, 1] and keeps
+the best bound of every row seen, the CROWN bound included.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from sparta.certify.domain import InputDomain
+from sparta.certify.graph import Graph, Interval, MaxPoolOp, unsupported
+
+ROW_BUDGET = 2**25  # floats per backward chunk of intermediate rows (128 MiB in float32)
+ALPHA_STEPS, ALPHA_LR, ALPHA_DECAY = 20, 0.5, 0.98
+
+
+def relu_relaxation(
+    lo: torch.Tensor, up: torch.Tensor, alpha: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(lower slope, upper slope, upper intercept)`` of ReLU on ``[lo, up]`` (CROWN Sec. 3.2)."""
+    lr, ur = lo.clamp(max=0), up.clamp(min=0)
+    ur = torch.maximum(ur, lr + 1e-8)
+    upper_d = ur / (ur - lr)
+    upper_b = -lr * upper_d
+    active, unstable = lo >= 0, (lo < 0) & (up > 0)
+    lower_d = (upper_d > 0.5).to(lo.dtype) if alpha is None else alpha.clamp(0, 1)
+    lower_d = torch.where(unstable, lower_d, active.to(lo.dtype))
+    return lower_d, upper_d, upper_b
+
+
+def _sum_rest(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(2).sum(-1)
+
+
+def _dot(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``sum(a * v)`` over the per-example dims: (rows, B, *shape) x (B, *shape) -> (rows, B)."""
+    return torch.einsum("sbn,bn->sb", a.flatten(2), v.flatten(1))
+
+
+def _maxpool_back(
+    op: MaxPoolOp, a: torch.Tensor, bounds: Interval, in_shape: tuple
+) -> tuple[torch.Tensor, torch.Tensor]:
+    m = op.m
+    ks, st = m.kernel_size, m.stride if m.stride else m.kernel_size
+    if m.padding not in (0, (0, 0)) or m.dilation not in (1, (1, 1)) or ks != st or m.ceil_mode:
+        raise unsupported(
+            "MaxPool2d with padding, dilation, ceil_mode or stride != kernel", "crown"
+        )
+    lo, up = bounds
+    max_lo, idx = F.max_pool2d(lo, ks, st, return_indices=True)
+    others = up.flatten(2).scatter(2, idx.flatten(2), float("-inf")).view_as(up)
+    max_other = F.max_pool2d(others, ks, st)
+    exact = (max_lo >= max_other).to(a.dtype)
+    max_up = F.max_pool2d(up, ks, st)
+    pos, neg = a.clamp(min=0), a.clamp(max=0)
+    coef = (pos + neg * exact).flatten(3)  # (S, B, C, Ho*Wo)
+    s, b = a.shape[:2]
+    a_in = torch.zeros(
+        (s, b, in_shape[0], in_shape[1] * in_shape[2]), dtype=a.dtype, device=a.device
+    )
+    a_in = a_in.to(a.device).scatter_add(3, idx.flatten(2).expand(s, -1, -1, -1), coef)
+    bias = _sum_rest(neg * (1 - exact) * max_up)
+    return a_in.view(s, b, *in_shape), bias
+
+
+def backward(
+    graph: Graph,
+    start: str,
+    a: torch.Tensor,
+    bounds: dict[str, Interval],
+    alphas: dict[str, torch.Tensor] | None = None,
+    record: dict[str, torch.Tensor] | None = None,
+    frontier: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Push ``a`` (rows, B, *shape of ``start``) back: ``(A, bias, node)`` with ``A`` the
+    coefficients on ``node``, the input (or, with ``frontier``, the first node that is an
+    elementwise affine image of the input, e.g. Normalize's output, whose box is exact).
+
+    ``bounds`` holds the pre-activation bounds of every ReLU/MaxPool input; ``alphas`` maps a
+    ReLU name to lower slopes broadcastable to ``(rows, B, *shape)``; ``record`` receives the
+    coefficients on each ReLU's output (for branching scores).
+    """
+    rows, batch = a.shape[:2]
+    acc: dict[str, torch.Tensor] = {start: a}
+    bias = torch.zeros((rows, batch), dtype=a.dtype, device=a.device)
+    for node in reversed(graph.nodes):
+        if node.name not in acc:
+            continue
+        a = acc.pop(node.name)
+        op = node.op
+        if op is None or (frontier and node.diag and not acc):
+            return a, bias, node.name
+        in_shape = graph.by_name[node.inputs[0]].shape
+        if op.kind == "affine":
+            a_in = op.back(a.reshape(rows * batch, *node.shape)).view(rows, batch, *in_shape)
+            b = op.bias()
+            if b is not None:
+                bias = bias + _dot(a, b.expand(batch, *node.shape))
+            outs = [a_in]
+        elif op.kind == "relu":
+            lo, up = bounds[node.inputs[0]]
+            alpha = None if alphas is None else alphas.get(node.name)
+            lower_d, upper_d, upper_b = relu_relaxation(lo, up, alpha)
+            if record is not None:
+                record[node.name] = a
+            neg = a.clamp(max=0)  # pos * lower_d + neg * upper_d, with one temporary
+            outs = [a * lower_d + neg * (upper_d - lower_d)]
+            bias = bias + _dot(neg, upper_b)
+        elif op.kind == "maxpool":
+            a_in, b = _maxpool_back(op, a, bounds[node.inputs[0]], in_shape)  # type: ignore[arg-type]
+            outs, bias = [a_in], bias + b
+        else:  # add
+            outs = [a, a]
+        for name, a_in in zip(node.inputs, outs, strict=True):
+            acc[name] = acc[name] + a_in if name in acc else a_in
+    raise RuntimeError(f"node {start!r} is not connected to the input")
+
+
+def unstable_index(lo: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """Flat indices of neurons unstable (``lo < 0 < up``) in at least one example."""
+    return ((lo < 0) & (up > 0)).flatten(1).any(0).nonzero().squeeze(1)
+
+
+def refine(
+    graph: Graph,
+    domain: InputDomain,
+    name: str,
+    bounds: dict[str, Interval],
+    known: Interval,
+    idx: torch.Tensor | None = None,
+) -> Interval:
+    """CROWN bounds of node ``name`` on neurons ``idx`` (default: unstable ones), ∩ ``known``."""
+    lo, up = known
+    idx = unstable_index(lo, up) if idx is None else idx
+    n, batch, numel = idx.numel(), lo.shape[0], lo[0].numel()
+    if n == 0:
+        return known
+    widest = max(math.prod(nd.shape) for nd in graph.nodes)
+    chunk = max(1, ROW_BUDGET // (2 * batch * widest))
+    lows, ups = [], []
+    for i in range(0, n, chunk):
+        part = idx[i : i + chunk]
+        c = part.numel()
+        eye = torch.zeros((c, numel), dtype=lo.dtype, device=lo.device)
+        eye[torch.arange(c, device=lo.device), part] = 1
+        rows = torch.cat([eye, -eye]).unsqueeze(1).expand(2 * c, batch, numel)
+        a = rows.reshape(2 * c, batch, *lo.shape[1:])
+        linf = domain.norm == "linf" and graph.input.name in bounds
+        low, _ = concretize(graph, domain, backward(graph, name, a, bounds, frontier=linf), bounds)
+        lows.append(low[:c].t())
+        ups.append(-low[c:].t())
+    lo_f, up_f = lo.flatten(1), up.flatten(1)
+    new_lo = torch.maximum(lo_f[:, idx], torch.cat(lows, 1))
+    new_up = torch.minimum(up_f[:, idx], torch.cat(ups, 1))
+    lo_f = lo_f.index_copy(1, idx, new_lo)
+    up_f = up_f.index_copy(1, idx, new_up)
+    return lo_f.view_as(lo), up_f.view_as(up)
+
+
+def intermediate_bounds(
+    graph: Graph,
+    domain: InputDomain,
+    ibp: dict[str, Interval],
+    ref: dict[str, Interval] | None = None,
+) -> dict[str, Interval]:
+    """Bounds of every ReLU/MaxPool input: CROWN ∩ IBP ∩ ``ref`` (e.g. BaB split constraints)."""
+    bounds: dict[str, Interval] = {graph.input.name: domain.box()}
+    if domain.norm == "linf":  # exact boxes of the frontier (see ``backward``)
+        bounds.update({n.name: ibp[n.name] for n in graph.nodes[1:] if n.diag})
+    for name in graph.needs_bounds():
+        node = graph.by_name[name]
+        lo, up = ibp[name]
+        if ref is not None and name in ref:
+            lo, up = torch.maximum(lo, ref[name][0]), torch.minimum(up, ref[name][1])
+        if node.op.kind == "relu":  # type: ignore[union-attr]
+            lo_in, up_in = bounds[node.inputs[0]]
+            lo, up = torch.maximum(lo, lo_in.clamp(min=0)), torch.minimum(up, up_in.clamp(min=0))
+        elif not (node.exact_ibp and domain.norm == "linf"):
+            lo, up = refine(graph, domain, name, bounds, (lo, up))
+        bounds[name] = (lo, up)
+    return bounds
+
+
+def output_bounds(
+    graph: Graph,
+    domain: InputDomain,
+    spec: torch.Tensor,
+    bounds: dict[str, Interval],
+    alphas: dict[str, torch.Tensor] | None = None,
+    record: dict[str, torch.Tensor] | None = None,
+    point: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Lower bounds ``(rows, B)`` of ``spec @ logits`` for ``spec`` (rows, B, K)."""
+    found = backward(
+        graph,
+        graph.output,
+        spec,
+        bounds,
+        alphas,
+        record,
+        frontier=not point and domain.norm == "linf",
+    )
+    return concretize(graph, domain, found, bounds, point)
+
+
+def concretize(
+    graph: Graph,
+    domain: InputDomain,
+    found: tuple[torch.Tensor, torch.Tensor, str],
+    bounds: dict[str, Interval],
+    point: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Minimum of a linear bound over the domain; at a frontier node (Linf only) over its
+    exact box ``bounds[node]``."""
+    a, bias, name = found
+    if name == graph.input.name or domain.norm != "linf":
+        return domain.concretize(a, bias, point)
+    return domain.concretize(a, bias, point, box=bounds[name])
+
+
+def optimize_alphas(
+    graph: Graph,
+    domain: InputDomain,
+    spec: torch.Tensor,
+    bounds: dict[str, Interval],
+    steps: int = ALPHA_STEPS,
+    lr: float = ALPHA_LR,
+) -> torch.Tensor:
+    """alpha-CROWN lower bounds ``(rows, B)`` of ``spec @ logits``, never below CROWN's."""
+    bounds = {k: (lo.detach(), up.detach()) for k, (lo, up) in bounds.items()}
+    spec = spec.detach()
+    with torch.no_grad():
+        best, _ = output_bounds(graph, domain, spec, bounds)
+    alphas = {}
+    for node in graph.relus():
+        lo, up = bounds[node.inputs[0]]
+        init = relu_relaxation(lo, up)[0].expand(spec.shape[0], *lo.shape)
+        alphas[node.name] = init.clone().requires_grad_(True)
+    if not alphas or steps <= 0:
+        return best
+    opt = torch.optim.Adam(list(alphas.values()), lr=lr)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, ALPHA_DECAY)
+    with torch.enable_grad():
+        for _ in range(steps):
+            low, _ = output_bounds(graph, domain, spec, bounds, alphas)
+            best = torch.maximum(best, low.detach())
+            opt.zero_grad()
+            (-low.sum()).backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for v in alphas.values():
+                    v.clamp_(0, 1)
+    with torch.no_grad():
+        low, _ = output_bounds(graph, domain, spec, bounds, alphas)
+    return torch.maximum(best, low)

@@ -1,0 +1,449 @@
+"""A model as a topologically ordered graph of ops that the bound methods understand.
+
+:func:`trace` runs ``torch.fx`` (with :class:`~sparta.models.Normalize` kept as one leaf) and
+maps every node to an :class:`Op`. Affine ops (Normalize, Linear, Conv2d, BatchNorm in eval
+mode, average pools, Flatten, Dropout/Identity) share one interface: ``lin`` (the map without
+its bias), ``abs_lin`` (the same map with ``|W|``, for interval radii), ``back`` (the transpose,
+for backward bound propagation) and ``bias``. Non-linear ops are ReLU, MaxPool2d and the
+residual ``+``. Ops read their module's parameters at call time, so a traced graph follows
+training. Masked (pruned) weights are used as they are: their zeros make pruned neurons exactly
+stable, so CROWN spends no rows on them (see :mod:`sparta.certify.crown`).
+"""
+
+from __future__ import annotations
+
+import operator
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+from sparta.models.layers import Normalize
+
+Interval = tuple[torch.Tensor, torch.Tensor]
+
+SUPPORTED = (
+    "Normalize, Flatten, Linear, Conv2d, ReLU, BatchNorm1d/2d (eval), AvgPool2d, "
+    "AdaptiveAvgPool2d, MaxPool2d, Dropout, Identity and residual '+'"
+)
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer that the bound methods cannot handle; the message names it."""
+
+
+def unsupported(what: str, method: str = "certify") -> UnsupportedLayerError:
+    return UnsupportedLayerError(f"{method}: {what} is not supported; supported: {SUPPORTED}")
+
+
+# ----------------------------------------------------------------------------- ops
+class Op:
+    """One node's operation on a batch (leading dim) of tensors."""
+
+    kind = "op"
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def interval(self, *bs: Interval) -> Interval:
+        raise NotImplementedError
+
+
+class Affine(Op):
+    """``y = lin(x) + bias``; ``back`` is the transpose of ``lin`` on ``(N, *out)`` tensors."""
+
+    kind = "affine"
+    diagonal = False  # elementwise (or a reshape): keeps IBP exact when composed
+
+    def __init__(self, in_shape: Sequence[int] = ()) -> None:
+        self.in_shape = tuple(in_shape)
+
+    def lin(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def abs_lin(self, r: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def bias(self) -> torch.Tensor | None:
+        """Bias broadcastable to ``(1, *out)`` (None: no bias)."""
+        return None
+
+    def back(self, a: torch.Tensor) -> torch.Tensor:
+        """``a @ J`` for ``a`` of shape ``(N, *out)``: generic vector-Jacobian product."""
+        x = torch.zeros((a.shape[0], *self.in_shape), dtype=a.dtype, device=a.device)
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            out = self.lin(x)
+            (g,) = torch.autograd.grad(out, x, a, create_graph=a.requires_grad)
+        return g
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.bias()
+        y = self.lin(x)
+        return y if b is None else y + b
+
+    def interval(self, b: Interval) -> Interval:
+        """Center/radius form (Gowal et al. 2018, 1810.12715, Eq. 6)."""
+        lo, up = b
+        c, r = (up + lo) / 2, (up - lo) / 2
+        c2, r2 = self.forward(c), self.abs_lin(r)
+        return c2 - r2, c2 + r2
+
+
+class Diag(Affine):
+    """Per-channel ``x * scale + shift`` (Normalize, eval BatchNorm); ``scale`` broadcasts."""
+
+    diagonal = True
+
+    def __init__(self, params: Callable[[], tuple[torch.Tensor, torch.Tensor]], ndim: int):
+        super().__init__()
+        self.params, self.ndim = params, ndim
+
+    def _view(self, t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(1, -1, *([1] * (self.ndim - 2)))
+
+    def lin(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self._view(self.params()[0])
+
+    def abs_lin(self, r: torch.Tensor) -> torch.Tensor:
+        return r * self._view(self.params()[0]).abs()
+
+    def bias(self) -> torch.Tensor:
+        return self._view(self.params()[1])
+
+    def back(self, a: torch.Tensor) -> torch.Tensor:
+        return self.lin(a)
+
+
+class LinearOp(Affine):
+    def __init__(self, m: nn.Linear) -> None:
+        super().__init__()
+        self.m = m
+
+    def lin(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.m.weight.t()
+
+    def abs_lin(self, r: torch.Tensor) -> torch.Tensor:
+        return r @ self.m.weight.abs().t()
+
+    def bias(self) -> torch.Tensor | None:
+        return self.m.bias
+
+    def back(self, a: torch.Tensor) -> torch.Tensor:
+        return a @ self.m.weight
+
+
+class ConvOp(Affine):
+    def __init__(self, m: nn.Conv2d, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+        super().__init__(in_shape)
+        self.m = m
+        self.out_shape = tuple(out_shape)
+
+    def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        m = self.m
+        return F.conv2d(x, w, None, m.stride, m.padding, m.dilation, m.groups)
+
+    def lin(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv(x, self.m.weight)
+
+    def abs_lin(self, r: torch.Tensor) -> torch.Tensor:
+        return self._conv(r, self.m.weight.abs())
+
+    def bias(self) -> torch.Tensor | None:
+        return None if self.m.bias is None else self.m.bias.view(1, -1, 1, 1)
+
+    def back(self, a: torch.Tensor) -> torch.Tensor:
+        m = self.m
+        if isinstance(m.padding, str):
+            return super().back(a)
+        pad = []
+        for i in range(2):
+            full = (self.out_shape[i + 1] - 1) * m.stride[i] - 2 * m.padding[i]
+            full += m.dilation[i] * (m.kernel_size[i] - 1) + 1
+            pad.append(self.in_shape[i + 1] - full)
+        return F.conv_transpose2d(
+            a, m.weight, None, m.stride, m.padding, tuple(pad), m.groups, m.dilation
+        )
+
+
+class PoolOp(Affine):
+    """Average pools: linear with non-negative weights, so ``abs_lin`` is the pool itself."""
+
+    def __init__(self, m: nn.Module, in_shape: Sequence[int]) -> None:
+        super().__init__(in_shape)
+        self.m = m
+
+    def lin(self, x: torch.Tensor) -> torch.Tensor:
+        return self.m(x)
+
+    def abs_lin(self, r: torch.Tensor) -> torch.Tensor:
+        return self.m(r)
+
+
+class Reshape(Affine):
+    """Flatten from ``start_dim`` (Flatten, ``torch.flatten``), or the identity (Dropout)."""
+
+    diagonal = True
+
+    def __init__(self, in_shape: Sequence[int], start_dim: int | None = 1) -> None:
+        super().__init__(in_shape)
+        self.start_dim = start_dim
+
+    def lin(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.start_dim is None else x.flatten(self.start_dim)
+
+    abs_lin = lin
+
+    def back(self, a: torch.Tensor) -> torch.Tensor:
+        return a.reshape(a.shape[0], *self.in_shape)
+
+
+class ReLUOp(Op):
+    kind = "relu"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
+
+    def interval(self, b: Interval) -> Interval:
+        return torch.relu(b[0]), torch.relu(b[1])
+
+
+class MaxPoolOp(Op):
+    kind = "maxpool"
+
+    def __init__(self, m: nn.MaxPool2d) -> None:
+        self.m = m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.m(x)
+
+    def interval(self, b: Interval) -> Interval:
+        return self.m(b[0]), self.m(b[1])  # monotone: exact
+
+
+class AddOp(Op):
+    kind = "add"
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+    def interval(self, a: Interval, b: Interval) -> Interval:
+        return a[0] + b[0], a[1] + b[1]
+
+
+def _bn_params(m: nn.modules.batchnorm._BatchNorm) -> Callable:
+    def params() -> tuple[torch.Tensor, torch.Tensor]:
+        if m.running_mean is None or m.running_var is None:
+            raise unsupported(f"BatchNorm {m} without running statistics")
+        scale = torch.rsqrt(m.running_var + m.eps)
+        if m.weight is not None:
+            scale = scale * m.weight
+        shift = -m.running_mean * scale
+        return scale, shift if m.bias is None else shift + m.bias
+
+    return params
+
+
+def _normalize_params(m: Normalize) -> Callable:
+    return lambda: (1 / m.std, -m.mean / m.std)
+
+
+# ----------------------------------------------------------------------------- graph
+@dataclass
+class Node:
+    name: str
+    op: Op | None  # None for the input
+    inputs: list[str]
+    shape: tuple[int, ...]  # per-example output shape
+    exact_ibp: bool = False  # IBP interval is exact (affine map of the input box)
+    diag: bool = False  # an elementwise affine image of the input
+
+
+@dataclass
+class Graph:
+    """Nodes in topological order; ``nodes[0]`` is the input, ``output`` the logits node."""
+
+    nodes: list[Node]
+    output: str
+    by_name: dict[str, Node] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_name = {n.name: n for n in self.nodes}
+
+    @property
+    def input(self) -> Node:
+        return self.nodes[0]
+
+    def relus(self) -> list[Node]:
+        return [n for n in self.nodes if n.op is not None and n.op.kind == "relu"]
+
+    def needs_bounds(self) -> list[str]:
+        """Nodes whose bounds the relaxations need (inputs of ReLU and MaxPool), in order."""
+        kinds = ("relu", "maxpool")
+        want = {n.inputs[0] for n in self.nodes if n.op is not None and n.op.kind in kinds}
+        return [n.name for n in self.nodes if n.name in want and n.op is not None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the graph (equals the model's eval-mode forward)."""
+        vals = {self.input.name: x}
+        for n in self.nodes[1:]:
+            vals[n.name] = n.op.forward(*(vals[i] for i in n.inputs))  # type: ignore[union-attr]
+        return vals[self.output]
+
+
+class _Tracer(torch.fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, Normalize) or super().is_leaf_module(m, qualname)
+
+
+_MODULE_OPS = (
+    Normalize,
+    nn.Linear,
+    nn.Conv2d,
+    nn.ReLU,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.MaxPool2d,
+    nn.Flatten,
+    nn.Dropout,
+    nn.Identity,
+)
+_ADD = (operator.add, operator.iadd, torch.add)
+_RELU = (torch.relu, F.relu)
+
+
+def _module_op(m: nn.Module, in_shape: tuple, out_shape: tuple) -> Op:
+    if isinstance(m, Normalize):
+        return Diag(_normalize_params(m), len(in_shape) + 1)
+    if isinstance(m, nn.Linear):
+        return LinearOp(m)
+    if isinstance(m, nn.Conv2d):
+        if m.padding_mode != "zeros":
+            raise unsupported(f"Conv2d with padding_mode={m.padding_mode!r}")
+        return ConvOp(m, in_shape, out_shape)
+    if isinstance(m, nn.ReLU):
+        return ReLUOp()
+    if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+        return Diag(_bn_params(m), len(in_shape) + 1)
+    if isinstance(m, nn.AvgPool2d | nn.AdaptiveAvgPool2d):
+        return PoolOp(m, in_shape)
+    if isinstance(m, nn.MaxPool2d):
+        return MaxPoolOp(m)
+    if isinstance(m, nn.Flatten):
+        if m.end_dim != -1:
+            raise unsupported(f"Flatten with end_dim={m.end_dim}")
+        return Reshape(in_shape, m.start_dim)
+    return Reshape(in_shape, None)  # Dropout (eval) and Identity
+
+
+def _function_op(node: torch.fx.Node, in_shape: tuple) -> Op:
+    t = node.target
+    tensors = [a for a in node.args if isinstance(a, torch.fx.Node)]
+    if node.op == "call_function" and t in _ADD and len(tensors) == 2 and not node.kwargs:
+        return AddOp()
+    if (node.op == "call_function" and t in _RELU) or (node.op == "call_method" and t == "relu"):
+        if node.kwargs.get("inplace") or len(node.args) > 1:
+            raise unsupported(f"in-place relu '{node.name}'")
+        return ReLUOp()
+    is_flatten = (node.op == "call_function" and t is torch.flatten) or (
+        node.op == "call_method" and t == "flatten"
+    )
+    if is_flatten:
+        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+        if start != 0 and end == -1:
+            return Reshape(in_shape, int(start))
+    name = getattr(t, "__name__", str(t))
+    raise unsupported(f"operation '{name}' (node '{node.name}')")
+
+
+def _check_modules(gm: torch.fx.GraphModule, method: str) -> None:
+    """Name the first unsupported layer (module types first: they are the useful answer)."""
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            m = gm.get_submodule(node.target)
+            if not isinstance(m, _MODULE_OPS):
+                raise unsupported(f"layer '{node.target}' ({type(m).__name__})", method)
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            raise unsupported(f"parameter use '{node.target}' outside a layer", method)
+
+
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def trace(model: nn.Module, input_shape: Sequence[int], method: str = "certify") -> Graph:
+    """The graph of ``model`` for per-example inputs of ``input_shape`` (cached per model).
+
+    Raises :class:`UnsupportedLayerError` naming the first layer no bound method supports.
+    """
+    key = tuple(int(s) for s in input_shape)
+    per_model = _CACHE.setdefault(model, {})
+    if key in per_model:
+        return per_model[key]
+    try:
+        gm = torch.fx.GraphModule(model, _Tracer().trace(model))
+    except Exception as e:  # noqa: BLE001  (tracing failures are a kind of "unsupported")
+        raise unsupported(f"model {type(model).__name__} (torch.fx: {e})", method) from e
+    _check_modules(gm, method)
+    graph = _build(gm, key, method)
+    per_model[key] = graph
+    return graph
+
+
+def _build(gm: torch.fx.GraphModule, input_shape: tuple, method: str) -> Graph:
+    tensors = [*gm.parameters(), *gm.buffers()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    nodes: list[Node] = []
+    shapes: dict[str, tuple] = {}
+    vals: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    for fx in gm.graph.nodes:
+        if fx.op == "call_module":
+            counts[fx.target] = counts.get(fx.target, 0) + 1
+    names: dict[str, str] = {}
+    output = None
+    for fx in gm.graph.nodes:
+        if fx.op == "placeholder":
+            if nodes:
+                raise unsupported("a model with more than one input", method)
+            names[fx.name] = fx.name
+            vals[fx.name] = torch.zeros((1, *input_shape), device=device)
+            nodes.append(Node(fx.name, None, [], input_shape, exact_ibp=True, diag=True))
+            continue
+        if fx.op == "output":
+            arg = fx.args[0]
+            if not isinstance(arg, torch.fx.Node):
+                raise unsupported("a model whose output is not one tensor", method)
+            output = names[arg.name]
+            break
+        args = [a for a in fx.args if isinstance(a, torch.fx.Node)]
+        inputs = [names[a.name] for a in args]
+        in_shape = shapes.get(inputs[0], input_shape) if inputs else input_shape
+        x_in = [vals[i] for i in inputs]
+        if fx.op == "call_module":
+            op = _module_op(gm.get_submodule(fx.target), in_shape, ())
+            name = fx.target if counts[fx.target] == 1 else fx.name
+        else:
+            op, name = _function_op(fx, in_shape), fx.name
+        with torch.no_grad():
+            out = op.forward(*x_in)
+        if isinstance(op, ConvOp):
+            op.out_shape = tuple(out.shape[1:])
+        names[fx.name] = name
+        vals[name] = out
+        shapes[name] = tuple(out.shape[1:])
+        srcs = [n for n in nodes if n.name in inputs]
+        affine = isinstance(op, Affine)
+        diag = affine and op.diagonal and all(s.diag for s in srcs)
+        exact = diag or (affine and all(s.diag for s in srcs))
+        nodes.append(Node(name, op, inputs, shapes[name], exact_ibp=exact, diag=diag))
+    if output is None:
+        raise unsupported("a model without an output", method)
+    return Graph(nodes, output)

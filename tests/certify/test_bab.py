@@ -1,0 +1,82 @@
+"""Branch and bound: agrees with an exhaustive grid on 2-D inputs; counterexamples are real."""
+
+import pytest
+import torch
+from torch import nn
+
+from sparta.certify import bounds, verified_accuracy, verify
+
+from .helpers import small_model
+
+EPS = 0.35
+
+
+def tiny_net(seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    layers = [nn.Linear(2, 20), nn.ReLU(), nn.Linear(20, 20), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(20, 20), nn.ReLU(), nn.Linear(20, 3)).eval()
+    x = torch.rand(1, 2)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+def grid_min_margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> float:
+    axis = torch.linspace(-eps, eps, 601)
+    pts = (torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).view(-1, 2) + x).clamp(0, 1)
+    with torch.no_grad():
+        z = model(pts)
+    margins = z[:, y] - z
+    margins[:, y] = float("inf")
+    return float(margins.min())
+
+
+@pytest.mark.parametrize("seed", [4, 8, 21, 23, 41])
+def test_bab_agrees_with_exhaustive_grid(seed):
+    model, x, y = tiny_net(seed)
+    res = verify(model, x, y, EPS, method="bab", timeout=20, pgd_steps=0)
+    truth = grid_min_margin(model, x, y, EPS)
+    status = res.status[0]
+    if status == "verified":
+        assert truth > -1e-6
+    else:
+        assert status == "falsified" and truth < 1e-3
+        x_cex = res.counterexamples[0]
+        assert (x_cex - x).abs().max() <= EPS + 1e-6 and (x_cex >= 0).all() and (x_cex <= 1).all()
+        assert model(x_cex).argmax(1) != y
+    if seed in (23, 41):  # CROWN alone cannot decide these: branching does
+        assert not bounds(model, x, EPS, method="crown", y=y).verified[0]
+        assert status == "verified" and res.branches[0] > 0
+
+
+def test_unknown_at_branch_limit():
+    model, x, y = tiny_net(23)
+    res = verify(model, x, y, EPS, method="bab", timeout=20, max_branches=2, pgd_steps=0)
+    assert res.status == ["unknown"] and int(res.branches[0]) == 2
+
+
+@pytest.mark.parametrize("pgd_steps", [0, 10])  # found by BaB's worst points, then by PGD
+def test_falsified_counterexamples_are_in_the_ball_and_misclassified(pgd_steps):
+    model, ds = small_model("lenet300", (1, 8, 8), 0.1)
+    x, eps = ds.x[:12], 0.3
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:2] = (y[:2] + 1) % 4  # two clean mistakes
+    res = verify(model, x, y, eps, method="bab", timeout=0.5, pgd_steps=pgd_steps)
+    assert res.status[:2] == ["wrong", "wrong"] and "wrong" not in res.status[2:]
+    assert res.counterexamples
+    for i, x_cex in res.counterexamples.items():
+        assert res.status[i] == "falsified"
+        assert (x_cex - x[i]).abs().max() <= eps + 1e-6
+        assert (x_cex >= 0).all() and (x_cex <= 1).all()
+        assert model(x_cex).argmax(1) != y[i]
+
+
+def test_verified_accuracy_counts():
+    model, ds = small_model("lenet5", (1, 8, 8), 0.25)
+    out = verified_accuracy(model, ds, 0.01, method="crown", n=20, batch_size=8)
+    assert out["n"] == 20
+    assert sum(out[k] for k in ("verified", "falsified", "unknown", "wrong")) == 20
+    assert out["verified_acc"] == out["verified"] / 20 <= out["clean_acc"]
+    with pytest.raises(ValueError, match="method"):
+        verified_accuracy(model, ds, 0.01, method="lp", n=2)
