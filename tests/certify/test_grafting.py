@@ -103,3 +103,133 @@ def test_graft_errors():
         graft(model, fraction=0.5)
     with pytest.raises(ValueError, match="fraction=2"):
         graft(model, fraction=2, data=data.x)
+
+
+# ----------------------------------------------------------------------------- bound methods
+def _grafted_lenet(eps_data: int = 8):
+    """lenet300 (hidden 30, 10) on 8x8 inputs with about half of each layer grafted to random
+    lines (slopes in [-1.5, 1.5], intercepts in [-0.3, 0.3])."""
+    from .helpers import small_model
+
+    model, ds = small_model("lenet300", (1, 8, 8), 0.1)
+    g = torch.Generator().manual_seed(3)
+    neurons = {n: torch.rand(k, generator=g) < 0.5 for n, k in (("relu1", 30), ("relu2", 10))}
+    units = graft(model, neurons=neurons, init="identity", data=ds.x[:2])
+    with torch.no_grad():
+        for u in units.values():
+            u.slope.copy_(torch.rand(u.slope.shape, generator=g) * 3 - 1.5)
+            u.intercept.copy_(torch.rand(u.intercept.shape, generator=g) * 0.6 - 0.3)
+    return model, ds.x[:eps_data], ds.y[:eps_data], units
+
+
+GRAFT_EPS = 0.05
+
+
+def test_bounds_of_grafted_model_are_sound_and_ordered():
+    from sparta.attacks import create
+    from sparta.certify import bounds
+
+    from .helpers import check_sound, pgd_extremes, samples
+
+    model, x, y, _ = _grafted_lenet()
+    found = {
+        m: bounds(model, x, GRAFT_EPS, method=m, y=y, alpha_steps=5)
+        for m in ("ibp", "crown", "alpha-crown")
+    }
+    adv = create("pgd", model, eps=GRAFT_EPS, steps=10)(x, y).x_adv
+    points = torch.cat(
+        [samples(x, GRAFT_EPS, 400, seed=1), pgd_extremes(model, x, GRAFT_EPS, 5), adv[None]]
+    )
+    for b in found.values():
+        check_sound(model, points, y, b)
+    for loose, tight in (("ibp", "crown"), ("crown", "alpha-crown")):
+        a, b = found[loose], found[tight]
+        assert (b.lower >= a.lower - 1e-6).all() and (b.upper <= a.upper + 1e-6).all()
+        assert (b.margin_lower >= a.margin_lower - 1e-6).all()
+    assert set(found["crown"].preact) == {"relu1", "relu2"}
+    width = {m: float((b.upper - b.lower).detach().sum()) for m, b in found.items()}
+    assert width["crown"] < width["ibp"]
+
+
+def test_fully_grafted_one_layer_net_is_affine_and_crown_is_exact():
+    from sparta.certify import bounds
+
+    torch.manual_seed(0)
+    data = sdata.load("synthetic", "train", n=8, shape=(1, 8, 8), num_classes=4, seed=0)
+    model = models.create("lenet300", dataset=data.info, hidden=(12,)).eval()
+    unit = graft(model, ["relu1"], init="identity", data=data.x[:2])["relu1"]
+    with torch.no_grad():
+        unit.slope.copy_(torch.randn(12))
+        unit.intercept.copy_(torch.randn(12) * 0.3)
+    x, y, eps = data.x[:4], data.y[:4], 0.1
+    # the model is affine: f(x) = J x + f(0), J from one Jacobian
+    jac = torch.autograd.functional.jacobian(lambda v: model(v[None])[0], torch.zeros(1, 8, 8))
+    jac = jac.detach().flatten(1)  # (K, 64)
+    with torch.no_grad():
+        c = model(torch.zeros(1, 1, 8, 8))[0]
+    lo_x, up_x = ((x - eps).clamp(0, 1).flatten(1), (x + eps).clamp(0, 1).flatten(1))
+
+    def true_min(w, b):  # min of w . x + b over the box, per example
+        return torch.minimum(w * lo_x[:, None], w * up_x[:, None]).sum(-1) + b
+
+    true_lo, true_up = true_min(jac, c), -true_min(-jac, -c)
+    diff = jac[y][:, None] - jac[None]  # (B, K, 64): rows of z_y - z_j
+    true_margin = torch.minimum(diff * lo_x[:, None], diff * up_x[:, None]).sum(-1)
+    true_margin = true_margin + (c[y][:, None] - c[None])
+    for method in ("crown", "alpha-crown"):
+        b = bounds(model, x, eps, method=method, y=y, alpha_steps=3)
+        assert torch.allclose(b.lower, true_lo, atol=1e-4), method
+        assert torch.allclose(b.upper, true_up, atol=1e-4), method
+        assert torch.allclose(b.margin_lower, true_margin, atol=1e-4), method
+        assert not b.unstable()["relu1"].any()
+
+
+def test_grafted_neurons_are_never_unstable_and_bab_never_splits_them():
+    from sparta.certify import bounds
+    from sparta.certify.bab import BaB
+    from sparta.certify.graph import trace
+
+    model, x, y, units = _grafted_lenet(4)
+    for method in ("ibp", "crown"):
+        b = bounds(model, x, GRAFT_EPS, method=method, y=y)
+        for name, unit in units.items():
+            lo, up = b.preact[name]
+            straddle = (lo < 0) & (up > 0)
+            assert straddle[:, unit.mask].any()  # the test means something
+            assert not b.unstable()[name][:, unit.mask].any()
+            assert torch.equal(b.unstable()[name][:, ~unit.mask], straddle[:, ~unit.mask])
+            assert torch.equal(b.grafted[name], unit.mask)
+    # fully grafted: affine, so BaB decides at the root (LP leaf) without a branch
+    for unit in units.values():
+        unit.mask.fill_(True)
+    graph = trace(model, (1, 8, 8))
+    for i in range(2):
+        res = BaB(graph, GRAFT_EPS).run(x[i : i + 1], int(y[i]), timeout=20)
+        assert res.branches == 0 and res.status in ("verified", "falsified")
+
+
+def test_bound_gradients_reach_slopes_and_intercepts():
+    from sparta.certify import bounds
+
+    model, x, y, units = _grafted_lenet(4)
+    for method in ("ibp", "crown"):
+        model.zero_grad()
+        bounds(model, x, GRAFT_EPS, method=method, y=y).margin_lower.sum().backward()
+        for unit in units.values():
+            for p in (unit.slope, unit.intercept):
+                assert p.grad is not None and p.grad[unit.mask].abs().sum() > 0, method
+                assert torch.equal(p.grad[~unit.mask], torch.zeros(int((~unit.mask).sum())))
+
+
+def test_trace_cache_follows_module_replacement():
+    from sparta.certify.graph import GraftedReLUOp, ReLUOp, trace
+
+    model, data = _mlp()
+    before = trace(model, (1, 6, 6))
+    assert trace(model, (1, 6, 6)) is before  # cached while the modules stay
+    assert type(before.by_name["relu1"].op) is ReLUOp
+    graft(model, ["relu1"], init="identity", data=data.x[:2])
+    after = trace(model, (1, 6, 6))
+    assert after is not before and isinstance(after.by_name["relu1"].op, GraftedReLUOp)
+    model.relu1 = nn.ReLU()  # back to a plain ReLU: re-traced again
+    assert type(trace(model, (1, 6, 6)).by_name["relu1"].op) is ReLUOp

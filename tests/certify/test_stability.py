@@ -124,3 +124,20 @@ def test_relu_producers_and_bad_values():
         stability_scores(model, data, 0.1, method="lp")
     with pytest.raises(ValueError, match="sparsity="):
         prune_unstable(model, data, 0.1, sparsity=1.0)
+
+
+def test_count_unstable_ignores_grafted_neurons():
+    import torch
+
+    from sparta import models
+    from sparta.certify import count_unstable, graft
+    from sparta.data import DatasetInfo
+
+    torch.manual_seed(0)
+    info = DatasetInfo("synthetic", (1, 8, 8), 4, (0.5,), (0.25,))
+    model = models.create("lenet300", dataset=info, width=0.1).eval()
+    x = torch.rand(16, 1, 8, 8)
+    before = count_unstable(model, x, 0.1)
+    graft(model, fraction=1.0, data=x, eps=0.1)
+    after = count_unstable(model, x, 0.1)
+    assert before["total"] > 0 and after["total"] == 0

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from sparta.certify.crown import intermediate_bounds, optimize_alphas, output_bounds
 from sparta.certify.domain import InputDomain
-from sparta.certify.graph import Interval, trace
+from sparta.certify.graph import Graph, Interval, trace
 from sparta.certify.ibp import interval, margin_interval, spec_matrix
 
 METHODS = ("ibp", "crown", "alpha-crown")
@@ -27,7 +27,9 @@ class Bounds:
 
     ``lower``/``upper``: (B, K) logit bounds. ``margin_lower``: (B, K) lower bounds on
     ``z_y - z_j`` (0 at ``j = y``; None without labels). ``preact``: ReLU name -> (l, u), the
-    bounds of that ReLU's input, shaped (B, *input shape).
+    bounds of that ReLU's input, shaped (B, *input shape) (a GraftedReLU counts as a ReLU; on
+    its grafted neurons, which no relaxation needs bounds for, CROWN keeps IBP's bounds).
+    ``grafted``: GraftedReLU name -> bool (*input shape), its linear neurons.
     """
 
     lower: torch.Tensor
@@ -35,6 +37,7 @@ class Bounds:
     margin_lower: torch.Tensor | None
     preact: dict[str, Interval]
     y: torch.Tensor | None = None
+    grafted: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def verified(self) -> torch.Tensor:
@@ -46,8 +49,18 @@ class Bounds:
         return ((self.margin_lower > 0) | is_y).all(1)
 
     def unstable(self) -> dict[str, torch.Tensor]:
-        """ReLU name -> bool tensor (B, *shape): pre-activation bounds straddle zero."""
-        return {k: (lo < 0) & (up > 0) for k, (lo, up) in self.preact.items()}
+        """ReLU name -> bool tensor (B, *shape): pre-activation bounds straddle zero (never on
+        a grafted neuron: it is linear)."""
+        out = {}
+        for k, (lo, up) in self.preact.items():
+            straddle = (lo < 0) & (up > 0)
+            out[k] = straddle & ~self.grafted[k] if k in self.grafted else straddle
+        return out
+
+
+def _grafted(graph: Graph) -> dict[str, torch.Tensor]:
+    found = {n.name: n.op.grafted(n.shape) for n in graph.relus()}  # type: ignore[union-attr]
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def bounds(
@@ -78,7 +91,7 @@ def bounds(
     margin = None if y is None else margin_interval(graph, ibp, y)
     if method == "ibp":
         preact = {n.name: ibp[n.inputs[0]] for n in graph.relus()}
-        return Bounds(lo, up, margin, preact, y)
+        return Bounds(lo, up, margin, preact, y, _grafted(graph))
     inter = intermediate_bounds(graph, domain, ibp)
     k, b = lo.shape[1], lo.shape[0]
     eye = torch.eye(k, dtype=lo.dtype, device=lo.device).unsqueeze(1).expand(k, b, k)
@@ -93,7 +106,7 @@ def bounds(
     if margin is not None:
         margin = torch.maximum(margin, low[2 * k :].t())
     preact = {n.name: inter[n.inputs[0]] for n in graph.relus()}
-    return Bounds(lo, up, margin, preact, y)
+    return Bounds(lo, up, margin, preact, y, _grafted(graph))
 
 
 def preact_bounds(

@@ -13,7 +13,9 @@ score of an unstable neuron is ``max(-a, 0) * (-l u / (u - l))``, with ``a`` the
 the worst margin row on that ReLU's output: how much the upper relaxation's intercept costs the
 bound. Ties break on the intercept alone. Falsification: the minimiser of each child's linear
 bound over the input box (the relaxation's worst-case point) is checked by a forward pass.
-Domains are processed best-first (lowest bound first), ``batch`` at a time.
+Domains are processed best-first (lowest bound first), ``batch`` at a time. Grafted neurons
+(:class:`~sparta.certify.grafting.GraftedReLU`) are linear: never split, and no sign constraint
+in the leaf LP.
 
 Without beta-CROWN's split multipliers the relaxation ignores the split constraints on the
 input, so a domain whose ReLUs are all decided can still have a negative bound. Such a leaf is
@@ -73,6 +75,9 @@ def _scores(
         lo, up = (t.flatten(1) for t in bounds[name])
         a = record[relu.name].flatten(2)[worst, torch.arange(n, device=worst.device)]  # (n, numel)
         unstable = (lo < 0) & (up > 0)
+        linear = relu.op.grafted(relu.shape)  # type: ignore[union-attr]
+        if linear is not None:
+            unstable = unstable & ~linear.flatten()
         intercept = torch.where(unstable, -lo * up / (up - lo).clamp_min(1e-12), 0.0)
         s = (-a).clamp(min=0) * intercept + 1e-6 * intercept
         s = torch.where(unstable, s, -1.0)
@@ -164,10 +169,13 @@ class BaB:
             eye = torch.eye(lo.numel(), dtype=x.dtype, device=x.device).unsqueeze(1)
             a, b, _ = backward(graph, name, eye.reshape(lo.numel(), 1, *d.ref[name][0].shape), bnds)
             sign = torch.where(lo >= 0, -1.0, 1.0)  # active: -z <= 0; inactive: z <= 0
-            rows.append(sign[:, None] * a.flatten(1))
-            rhs.append(-sign * b[:, 0])
+            linear = relu.op.grafted(relu.shape)  # type: ignore[union-attr]
+            keep = slice(None) if linear is None else ~linear.flatten()  # grafted: no constraint
+            rows.append((sign[:, None] * a.flatten(1))[keep])
+            rhs.append((-sign * b[:, 0])[keep])
         k = graph.by_name[graph.output].shape[0]
         a_out, b_out, _ = backward(graph, graph.output, _margin_rows(y, k, 1, x.device), bnds)
+        rows, rhs = [r for r in rows if len(r)], [r for r in rhs if len(r)]
         a_ub = torch.cat(rows).double().cpu().numpy() if rows else None
         b_ub = torch.cat(rhs).double().cpu().numpy() if rows else None
         limits = list(zip(box[0].flatten().tolist(), box[1].flatten().tolist(), strict=True))

@@ -18,6 +18,10 @@ interval, which is already exact for Linf.
 alpha-CROWN optimises one lower slope per (spec row, example, neuron) with Adam (lr 0.5, decay
 0.98, 20 steps, auto_LiRPA's defaults with ``fix_interm_bounds``), projects onto [0, 1] and keeps
 the best bound of every row seen, the CROWN bound included.
+
+Grafted neurons (:class:`~sparta.certify.grafting.GraftedReLU`) are linear: both relaxations are
+their own line ``slope * x + intercept``, so they are exact, never unstable, need no intermediate
+rows and no alpha; the bounds stay differentiable in ``slope`` and ``intercept``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from sparta.certify.domain import InputDomain
-from sparta.certify.graph import Graph, Interval, MaxPoolOp, unsupported
+from sparta.certify.graph import Graph, Interval, MaxPoolOp, ReLUOp, unsupported
 
 ROW_BUDGET = 2**25  # floats per backward chunk of intermediate rows (128 MiB in float32)
 ALPHA_STEPS, ALPHA_LR, ALPHA_DECAY = 20, 0.5, 0.98
@@ -46,6 +50,25 @@ def relu_relaxation(
     lower_d = (upper_d > 0.5).to(lo.dtype) if alpha is None else alpha.clamp(0, 1)
     lower_d = torch.where(unstable, lower_d, active.to(lo.dtype))
     return lower_d, upper_d, upper_b
+
+
+def relaxation(
+    op: ReLUOp, lo: torch.Tensor, up: torch.Tensor, alpha: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(lower slope, upper slope, upper intercept, exact intercept)`` of a ReLU-like op: as
+    :func:`relu_relaxation`, except on grafted neurons, where both slopes are the line's slope,
+    the upper intercept is 0 and ``exact intercept`` (added to both bounds; None without grafted
+    neurons) is the line's intercept."""
+    lower_d, upper_d, upper_b = relu_relaxation(lo, up, alpha)
+    line = op.line(lo)
+    if line is None:
+        return lower_d, upper_d, upper_b, None
+    m, slope, intercept = line
+    lower_d = torch.where(m, slope, lower_d)
+    upper_d = torch.where(m, slope, upper_d)
+    upper_b = torch.where(m, 0.0, upper_b)
+    exact_b = torch.where(m, intercept, 0.0).expand_as(lo)
+    return lower_d, upper_d, upper_b, exact_b
 
 
 def _sum_rest(t: torch.Tensor) -> torch.Tensor:
@@ -120,12 +143,14 @@ def backward(
         elif op.kind == "relu":
             lo, up = bounds[node.inputs[0]]
             alpha = None if alphas is None else alphas.get(node.name)
-            lower_d, upper_d, upper_b = relu_relaxation(lo, up, alpha)
+            lower_d, upper_d, upper_b, exact_b = relaxation(op, lo, up, alpha)  # type: ignore[arg-type]
             if record is not None:
                 record[node.name] = a
             neg = a.clamp(max=0)  # pos * lower_d + neg * upper_d, with one temporary
             outs = [a * lower_d + neg * (upper_d - lower_d)]
             bias = bias + _dot(neg, upper_b)
+            if exact_b is not None:
+                bias = bias + _dot(a, exact_b)
         elif op.kind == "maxpool":
             a_in, b = _maxpool_back(op, a, bounds[node.inputs[0]], in_shape)  # type: ignore[arg-type]
             outs, bias = [a_in], bias + b
@@ -136,9 +161,15 @@ def backward(
     raise RuntimeError(f"node {start!r} is not connected to the input")
 
 
-def unstable_index(lo: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """Flat indices of neurons unstable (``lo < 0 < up``) in at least one example."""
-    return ((lo < 0) & (up > 0)).flatten(1).any(0).nonzero().squeeze(1)
+def unstable_index(
+    lo: torch.Tensor, up: torch.Tensor, linear: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Flat indices of neurons unstable (``lo < 0 < up``) in at least one example, except the
+    ``linear`` ones (per-example shape: grafted neurons, whose relaxation needs no bounds)."""
+    found = ((lo < 0) & (up > 0)).flatten(1).any(0)
+    if linear is not None:
+        found = found & ~linear.flatten()
+    return found.nonzero().squeeze(1)
 
 
 def refine(
@@ -149,9 +180,10 @@ def refine(
     known: Interval,
     idx: torch.Tensor | None = None,
 ) -> Interval:
-    """CROWN bounds of node ``name`` on neurons ``idx`` (default: unstable ones), ∩ ``known``."""
+    """CROWN bounds of node ``name`` on neurons ``idx`` (default: unstable ones, grafted neurons
+    excepted), ∩ ``known``."""
     lo, up = known
-    idx = unstable_index(lo, up) if idx is None else idx
+    idx = unstable_index(lo, up, graph.linear_neurons(name)) if idx is None else idx
     n, batch, numel = idx.numel(), lo.shape[0], lo[0].numel()
     if n == 0:
         return known
@@ -193,8 +225,8 @@ def intermediate_bounds(
         if ref is not None and name in ref:
             lo, up = torch.maximum(lo, ref[name][0]), torch.minimum(up, ref[name][1])
         if node.op.kind == "relu":  # type: ignore[union-attr]
-            lo_in, up_in = bounds[node.inputs[0]]
-            lo, up = torch.maximum(lo, lo_in.clamp(min=0)), torch.minimum(up, up_in.clamp(min=0))
+            lo_in, up_in = node.op.interval(bounds[node.inputs[0]])  # type: ignore[union-attr]
+            lo, up = torch.maximum(lo, lo_in), torch.minimum(up, up_in)
         elif not (node.exact_ibp and domain.norm == "linf"):
             lo, up = refine(graph, domain, name, bounds, (lo, up))
         bounds[name] = (lo, up)
@@ -264,8 +296,10 @@ def optimize_alphas(
         for _ in range(steps):
             low, _ = output_bounds(graph, domain, spec, bounds, alphas)
             best = torch.maximum(best, low.detach())
-            opt.zero_grad()
-            (-low.sum()).backward()
+            params = list(alphas.values())  # not .backward(): leave the model's .grad alone
+            grads = torch.autograd.grad(-low.sum(), params, allow_unused=True)
+            for v, g in zip(params, grads, strict=True):
+                v.grad = torch.zeros_like(v) if g is None else g
             opt.step()
             sched.step()
             with torch.no_grad():

@@ -218,17 +218,7 @@ def graft(
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, unit)
         grafted[name] = unit
-    _forget_traces(model)
-    return grafted
-
-
-def _forget_traces(model: nn.Module) -> None:
-    """Drop graphs the bound methods cached for ``model``: its modules changed."""
-    from sparta.certify import graph
-
-    cache = getattr(graph, "_CACHE", None)
-    if cache is not None:
-        cache.pop(model, None)
+    return grafted  # cached traces of ``model`` see the new modules and are re-made
 
 
 def _relu_shapes_from_spec(model: nn.Module) -> dict[str, tuple[int, ...]]:

@@ -8,6 +8,14 @@ for backward bound propagation) and ``bias``. Non-linear ops are ReLU, MaxPool2d
 residual ``+``. Ops read their module's parameters at call time, so a traced graph follows
 training. Masked (pruned) weights are used as they are: their zeros make pruned neurons exactly
 stable, so CROWN spends no rows on them (see :mod:`sparta.certify.crown`).
+
+A :class:`~sparta.certify.grafting.GraftedReLU` is a leaf and a ReLU-like op
+(:class:`GraftedReLUOp`, kind ``"relu"``): its grafted neurons are the line
+``slope * x + intercept`` (``line``), which every bound method uses exactly, and never unstable.
+
+Traces are cached per model and per input shape, and re-made when the model's modules change
+(a module replaced, e.g. by grafting, or added): the cache checks the name, identity and type
+of every module.
 """
 
 from __future__ import annotations
@@ -22,13 +30,14 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from sparta.certify.grafting import GraftedReLU
 from sparta.models.layers import Normalize
 
 Interval = tuple[torch.Tensor, torch.Tensor]
 
 SUPPORTED = (
     "Normalize, Flatten, Linear, Conv2d, ReLU, BatchNorm1d/2d (eval), AvgPool2d, "
-    "AdaptiveAvgPool2d, MaxPool2d, Dropout, Identity and residual '+'"
+    "AdaptiveAvgPool2d, MaxPool2d, Dropout, Identity, GraftedReLU and residual '+'"
 )
 
 
@@ -211,6 +220,37 @@ class ReLUOp(Op):
     def interval(self, b: Interval) -> Interval:
         return torch.relu(b[0]), torch.relu(b[1])
 
+    def line(self, like: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+        """``(mask, slope, intercept)`` broadcastable to ``like`` (B, *shape): neurons that are
+        the line ``slope * x + intercept`` (grafted) instead of a ReLU; None when there are none."""
+        return None
+
+    def grafted(self, shape: Sequence[int]) -> torch.Tensor | None:
+        """Bool tensor of the per-example ``shape``: the linear (grafted) neurons, or None."""
+        return None
+
+
+class GraftedReLUOp(ReLUOp):
+    """A :class:`~sparta.certify.grafting.GraftedReLU`: ReLU except on its ``mask`` neurons,
+    which are linear (exact interval, and their own line as both CROWN relaxations)."""
+
+    def __init__(self, m: GraftedReLU) -> None:
+        self.m = m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.m(x)
+
+    def interval(self, b: Interval) -> Interval:
+        return self.m.interval(b[0], b[1])
+
+    def line(self, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        m = self.m
+        return tuple(m._view(t, like) for t in (m.mask, m.slope, m.intercept))
+
+    def grafted(self, shape: Sequence[int]) -> torch.Tensor:
+        like = torch.zeros((1, *shape), device=self.m.mask.device)
+        return self.m._view(self.m.mask, like).expand(1, *shape)[0]
+
 
 class MaxPoolOp(Op):
     kind = "maxpool"
@@ -281,6 +321,19 @@ class Graph:
     def relus(self) -> list[Node]:
         return [n for n in self.nodes if n.op is not None and n.op.kind == "relu"]
 
+    def linear_neurons(self, name: str) -> torch.Tensor | None:
+        """Neurons of node ``name`` whose bounds no relaxation needs: every ReLU reading them
+        is grafted there and no MaxPool reads them (bool, per-example shape; None: none)."""
+        users = [n for n in self.nodes if name in n.inputs and n.op is not None]
+        users = [n for n in users if n.op.kind in ("relu", "maxpool")]  # type: ignore[union-attr]
+        out = None
+        for n in users:
+            m = n.op.grafted(self.by_name[name].shape) if n.op.kind == "relu" else None  # type: ignore[union-attr]
+            if m is None:
+                return None
+            out = m if out is None else out & m
+        return out
+
     def needs_bounds(self) -> list[str]:
         """Nodes whose bounds the relaxations need (inputs of ReLU and MaxPool), in order."""
         kinds = ("relu", "maxpool")
@@ -297,7 +350,8 @@ class Graph:
 
 class _Tracer(torch.fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, Normalize) or super().is_leaf_module(m, qualname)
+        leaf = isinstance(m, Normalize | GraftedReLU)
+        return leaf or super().is_leaf_module(m, qualname)
 
 
 _MODULE_OPS = (
@@ -305,6 +359,7 @@ _MODULE_OPS = (
     nn.Linear,
     nn.Conv2d,
     nn.ReLU,
+    GraftedReLU,
     nn.BatchNorm1d,
     nn.BatchNorm2d,
     nn.AvgPool2d,
@@ -329,6 +384,8 @@ def _module_op(m: nn.Module, in_shape: tuple, out_shape: tuple) -> Op:
         return ConvOp(m, in_shape, out_shape)
     if isinstance(m, nn.ReLU):
         return ReLUOp()
+    if isinstance(m, GraftedReLU):
+        return GraftedReLUOp(m)
     if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
         return Diag(_bn_params(m), len(in_shape) + 1)
     if isinstance(m, nn.AvgPool2d | nn.AdaptiveAvgPool2d):
@@ -375,16 +432,31 @@ def _check_modules(gm: torch.fx.GraphModule, method: str) -> None:
             raise unsupported(f"parameter use '{node.target}' outside a layer", method)
 
 
+# model -> (module signature, {input shape: graph})
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _signature(model: nn.Module) -> tuple:
+    """Name, identity and type of every module: changes when a module is replaced or added.
+
+    (An id is not reused while the cached graph holds the module; a module the graph does not
+    hold, e.g. an ``nn.ReLU``, is checked by type as well.)"""
+    return tuple((name, id(m), type(m)) for name, m in model.named_modules())
+
+
 def trace(model: nn.Module, input_shape: Sequence[int], method: str = "certify") -> Graph:
-    """The graph of ``model`` for per-example inputs of ``input_shape`` (cached per model).
+    """The graph of ``model`` for per-example inputs of ``input_shape`` (cached per model,
+    re-traced when its modules change).
 
     Raises :class:`UnsupportedLayerError` naming the first layer no bound method supports.
     """
     key = tuple(int(s) for s in input_shape)
-    per_model = _CACHE.setdefault(model, {})
+    sig = _signature(model)
+    cached = _CACHE.get(model)
+    if cached is None or cached[0] != sig:
+        cached = (sig, {})
+        _CACHE[model] = cached
+    per_model = cached[1]
     if key in per_model:
         return per_model[key]
     try:

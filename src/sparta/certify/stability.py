@@ -67,7 +67,7 @@ def unstable_counts(
 ) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
     """Per ReLU: how many (input, position) pairs each neuron is unstable on (int64 per
     neuron, i.e. per feature or per channel), and how many pairs each neuron was seen on."""
-    from sparta.certify import preact_bounds
+    from sparta.certify import bounds
 
     _check(eps, method)
     x = _inputs(data)
@@ -76,8 +76,8 @@ def unstable_counts(
     seen: dict[str, int] = {}
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
-        for name, (lo, up) in preact_bounds(model, xb, eps, norm=norm, method=method).items():
-            straddle = (lo < 0) & (up > 0)
+        # Bounds.unstable: straddling pre-activations, never a grafted (linear) neuron
+        for name, straddle in bounds(model, xb, eps, norm=norm, method=method).unstable().items():
             dims = [d for d in range(straddle.dim()) if d != 1]
             c = straddle.sum(dim=dims).cpu()
             counts[name] = counts[name] + c if name in counts else c
