@@ -143,9 +143,6 @@ def test_creation_is_deterministic_under_seed() -> None:
 
 
 def test_dataset_name_with_real_data_package() -> None:
-    data = pytest.importorskip("sparta.data")
-    if not hasattr(data, "info"):
-        pytest.skip("sparta.data.info not available yet")
     model = create("lenet5", "fashion-mnist")
     assert spec_of(model)["dataset"]["input_shape"] == [1, 28, 28]
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)

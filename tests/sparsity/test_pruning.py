@@ -171,9 +171,6 @@ def test_channel_structure_delegates_to_channels(monkeypatch, data):
 
 
 def test_channel_structure_end_to_end(data):
-    channels = pytest.importorskip("sparta.sparsity.channels")
-    if not hasattr(channels, "channel_masks"):
-        pytest.skip("channels.channel_masks not written yet")
     model = _fresh("conv2", 0.25, data.info)
     h = prune(model, "l1", 0.5, "channel", "global", data=data)
     assert h.masks and 0 < h.sparsity() < 1

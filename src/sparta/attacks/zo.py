@@ -19,6 +19,7 @@ is exact.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -168,15 +169,15 @@ class ZOAttack(Attack):
         self.random_start = random_start
         self.max_batch = max_batch
 
+    @abc.abstractmethod
     def cost(self, d: int) -> int:
         """Queries per example of one gradient estimate in dimension ``d``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def estimate(
         self, f: Oracle, x: torch.Tensor, fx: torch.Tensor, gen: torch.Generator, batch: int
     ) -> torch.Tensor:
         """Gradient estimate of ``f`` at ``x`` (``fx = f(x)`` known)."""
-        raise NotImplementedError
 
     def _objective(
         self, logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None

@@ -20,6 +20,7 @@ of every module.
 
 from __future__ import annotations
 
+import abc
 import operator
 import weakref
 from collections.abc import Callable, Sequence
@@ -50,16 +51,18 @@ def unsupported(what: str, method: str = "certify") -> UnsupportedLayerError:
 
 
 # ----------------------------------------------------------------------------- ops
-class Op:
+class Op(abc.ABC):
     """One node's operation on a batch (leading dim) of tensors."""
 
     kind = "op"
 
+    @abc.abstractmethod
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The op on concrete tensors."""
 
+    @abc.abstractmethod
     def interval(self, *bs: Interval) -> Interval:
-        raise NotImplementedError
+        """Sound interval bounds of the output given interval bounds of the inputs."""
 
 
 class Affine(Op):
@@ -71,11 +74,13 @@ class Affine(Op):
     def __init__(self, in_shape: Sequence[int] = ()) -> None:
         self.in_shape = tuple(in_shape)
 
+    @abc.abstractmethod
     def lin(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The linear part applied to ``x``."""
 
+    @abc.abstractmethod
     def abs_lin(self, r: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The linear part with absolute weights applied to a radius ``r`` (for IBP)."""
 
     def bias(self) -> torch.Tensor | None:
         """Bias broadcastable to ``(1, *out)`` (None: no bias)."""
