@@ -166,12 +166,16 @@ class Trainer:
             leave=False,
             disable=self.quiet or not sys.stderr.isatty() or not self.is_main,
         )
-        for x, y in bar:
+        n, world = len(self.train_data), self.dist.world_size
+        for i, (x, y) in enumerate(bar):
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             if self.augment is not None:
                 x = self.augment(x, g)
-            loss, logits = self.train_step(x, y)
+            # DDP averages gradients over ranks; a rank whose share of an uneven global batch
+            # differs weighs its loss by that share, so the step equals one process's
+            weight = len(y) * world / min(cfg.batch_size, n - i * cfg.batch_size)
+            loss, logits = self.train_step(x, y, weight)
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -190,8 +194,12 @@ class Trainer:
             "epoch_time_s": time.perf_counter() - start,
         }
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on a batch: schedule, forward, backward, hooks, step, hooks."""
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch: schedule, forward, backward, hooks, step, hooks.
+
+        ``weight`` scales the loss that is back-propagated (not the one returned)."""
         factor = lr_factor(self.step, self.total_steps, self.config.schedule, *self._schedule_args)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
@@ -201,10 +209,11 @@ class Trainer:
         else:
             loss, logits = self.objective(self._forward, x, y)
         self.optimizer.zero_grad(set_to_none=True)
+        scaled = loss * weight if weight != 1.0 else loss
         if self.config.amp:
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(scaled).backward()
         else:
-            loss.backward()
+            scaled.backward()
         for cb in self.callbacks:
             cb.after_backward(self)
         if self.config.grad_clip > 0:
