@@ -7,15 +7,16 @@ batched, and leave the model's train/eval mode and ``requires_grad`` flags as th
 from __future__ import annotations
 
 import abc
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sparta.train.evaluate import frozen  # noqa: F401  (re-exported for attacks)
 
 NORMS = ("linf", "l2")
 _ATTACKS: dict[str, type[Attack]] = {}
@@ -87,23 +88,6 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int | None = Non
             f"label/target {int(y.max()) if int(y.max()) >= num_classes else int(y.min())} "
             f"out of range; allowed 0..{num_classes - 1}"
         )
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients for the block; restores both afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _flat_norm(v: torch.Tensor) -> torch.Tensor:

@@ -22,10 +22,9 @@ probability).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.options import Options, option, require
+from sparta.train.evaluate import frozen
 
 log = logging.getLogger(__name__)
 MAD_CONSTANT = 1.4826  # Neural Cleanse Sec. IV-C (normal consistency constant)
@@ -176,22 +176,6 @@ def regularisers(m: torch.Tensor, p: torch.Tensor, opts: RecoverOptions) -> torc
     return opts.large * large + opts.scatter * scatter
 
 
-@contextlib.contextmanager
-def _frozen(model: nn.Module) -> Iterator[nn.Module]:
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag_ in flags:
-            p.requires_grad_(flag_)
-
-
 def reverse_engineer(
     model: nn.Module, x: torch.Tensor, label: int, opts: RecoverOptions
 ) -> tuple[RecoveredTrigger, float]:
@@ -242,7 +226,7 @@ def recover(
     x = torch.rand((opts.n, *input_shape), generator=g).to(opts.device)
     model = model.to(opts.device)
     triggers, rates = [], []
-    with _frozen(model):
+    with frozen(model):
         for label in labels:
             trig, rate = reverse_engineer(model, x, label, opts)
             triggers.append(trig)
