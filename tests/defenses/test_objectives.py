@@ -16,14 +16,6 @@ from sparta.train import TrainConfig, Trainer, create_objective, objective_names
 SHAPE = (1, 6, 6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _mlp(seed=0, hidden=32):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(36, hidden), nn.ReLU(), nn.Linear(hidden, 4))

@@ -13,14 +13,6 @@ from sparta.sparsity.masks import attach
 from sparta.train import BestCheckpoint, TrainConfig, Trainer, create_objective
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _setup(masked=False, **wot_kw):
     torch.manual_seed(0)
     data = sdata.load("synthetic", "train", n=320, shape=(1, 6, 6), num_classes=4, seed=0)

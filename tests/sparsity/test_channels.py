@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -18,28 +16,9 @@ from sparta.sparsity.channels import (
     select_channels,
 )
 from sparta.sparsity.groups import channel_groups
+from tests.sparsity.test_export import randomize
 
 INFO = DatasetInfo("tiny-rgb", (3, 16, 16), 10, (0.5,), (0.25,))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.rand(n, generator=g) - 0.5)
 
 
 def test_l1_l2_and_bn_scores_on_hand_values() -> None:
@@ -107,7 +86,7 @@ def test_masks_layout_and_exact_sparsity_on_resnet() -> None:
 @pytest.mark.parametrize("name", ["resnet20", "lenet5", "wrn16-4", "vit-tiny"])
 def test_masked_channels_are_exactly_zero_after_each_layer(name: str) -> None:
     model = models.create(name, INFO, width=0.25)
-    _randomize_bn(model)
+    randomize(model)
     prune_channels(model, 0.5, "random", seed=1)
     model.eval()
     groups = channel_groups(model)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -29,15 +27,7 @@ RGB = DatasetInfo("tiny-rgb", (3, 16, 16), 10, (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
 GRAY = DatasetInfo("tiny-gray", (1, 12, 12), 10, (0.3,), (0.4,))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _randomize(model: nn.Module, seed: int = 0) -> None:
+def randomize(model: nn.Module, seed: int = 0) -> None:
     """Non-trivial BN statistics and biases, so dropped entries would show."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -55,7 +45,7 @@ def _randomize(model: nn.Module, seed: int = 0) -> None:
 def _pruned(name: str, info: DatasetInfo, sparsity: float = 0.5) -> nn.Module:
     torch.manual_seed(0)
     model = models.create(name, info, width=0.25 if name != "lenet300" else 0.5)
-    _randomize(model)
+    randomize(model)
     prune_channels(model, sparsity, "random", seed=7)
     return model.eval()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -13,14 +11,6 @@ from sparta.data.base import DatasetInfo
 from sparta.sparsity.groups import ChannelGroup, Consumer, channel_groups
 
 INFO = DatasetInfo("tiny-rgb", (3, 16, 16), 10, (0.5,), (0.25,))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _by_producer(groups: list[ChannelGroup]) -> dict[str, ChannelGroup]:

@@ -19,15 +19,6 @@ OPTIMIZERS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train far faster on one thread (and the CI machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     return sdata.load("synthetic", "train", n=800, shape=(1, 8, 8), num_classes=4, seed=0)
