@@ -7,6 +7,7 @@ import torch
 
 from sparta import data, models
 from sparta.backdoor import PatchTrigger, RecoverOptions, anomaly_index, asr, poison, recover
+from sparta.backdoor.recover import noise_outside
 from sparta.train import TrainConfig, Trainer
 
 
@@ -21,6 +22,23 @@ def test_anomaly_index_by_hand():
     assert anomaly_index([3.0, 3.0, 1.0])[2] == math.inf
 
 
+def test_log_anomaly_index_by_hand():
+    norms = [9.0, 15.0, 53.0, 54.0, 39.0, 49.0, 24.0, 52.0, 27.0, 65.0]
+    logs = torch.log1p(torch.tensor(norms, dtype=torch.float64))
+    med = logs.median()
+    mad = 1.4826 * (logs - med).abs().median()
+    expected = ((med - logs) / mad).tolist()
+    assert anomaly_index(norms, "log") == pytest.approx(expected)
+    assert anomaly_index(norms, "log")[0] > 2 > anomaly_index(norms)[0]  # 9 is an outlier in log
+
+
+def test_noise_outside_skips_images_already_in_the_label():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.95, 0.05]])
+    assert noise_outside(probs, 1, 2).tolist() == [0, 2]  # pool order among the others
+    assert noise_outside(probs, 0, 3).tolist() == [1, 3, 2]  # then the least confident in 0
+    assert noise_outside(probs, 0, 5).tolist() == [1, 3, 2, 0, 4]
+
+
 def _trojaned(target=3):
     train = data.load("digits", "train")
     torch.manual_seed(0)
@@ -31,14 +49,25 @@ def _trojaned(target=3):
     return model
 
 
-def test_recovery_finds_planted_target_without_data():
-    model = _trojaned(target=3)
+@pytest.fixture(scope="module")
+def trojaned():
+    return _trojaned(target=3)
+
+
+def test_recovery_finds_planted_target_without_data(trojaned):
     test = data.load("digits", "test")
-    assert asr(model, test, PatchTrigger(3), 3) > 0.95
-    res = recover(model, (1, 8, 8), 10, RecoverOptions(steps=200))
+    assert asr(trojaned, test, PatchTrigger(3), 3) > 0.95
+    res = recover(trojaned, (1, 8, 8), 10, RecoverOptions(steps=200))
     assert res.target == 3
     assert res.norms[3] == min(res.norms)
-    assert asr(model, test, res.trigger(3), 3) > 0.5  # the recovered trigger works on real data
+    assert asr(trojaned, test, res.trigger(3), 3) > 0.5  # the recovered trigger works on real data
+
+
+def test_recovery_on_the_defenders_images_finds_the_target(trojaned):
+    """Neural Cleanse with data: the defender's images replace the noise pool."""
+    train = data.load("digits", "train")
+    res = recover(trojaned, (1, 8, 8), 10, RecoverOptions(steps=200, n=100), images=train.x)
+    assert res.target == 3 and res.norms[3] == min(res.norms)
 
 
 def test_recover_rejects_bad_labels():
