@@ -7,10 +7,12 @@ import torch
 from torch import nn
 
 from sparta import data, models
-from sparta.backdoor import DetectOptions, barrier, detect
+from sparta.backdoor import DetectOptions, asr, barrier, detect, poison
 from sparta.backdoor.detect import error_curve, interpolate, noise_data
 from sparta.data import DatasetInfo, ImageDataset
 from sparta.sparsity import masks_of
+from sparta.sparsity.lottery import kept_fraction
+from sparta.train import TrainConfig, Trainer
 
 
 def test_barrier_by_hand():
@@ -51,15 +53,22 @@ def test_detect_levels_prune_twenty_percent_and_leave_model_alone():
     model = models.create("lenet300", dataset=train.info, width=0.25)
     before = copy.deepcopy(model.state_dict())
     opts = DetectOptions(rounds=2, retrain_epochs=1, batch_size=32, finetune_steps=3,
-                         score_batches=2)  # fmt: skip
+                         score_batches=2, recover_steps=5, recover_n=10)  # fmt: skip
     res = detect(model, train, opts, test=train)
     assert [r["level"] for r in res.levels] == [0, 1, 2]
     rem = [r["remaining"] for r in res.levels]
     assert rem[0] == 1.0 and rem[1] == pytest.approx(0.8, abs=0.02)
     assert rem[2] == pytest.approx(0.64, abs=0.02)
-    assert res.score == max(r["score"] for r in res.levels)
-    assert res.trojan == (res.score > opts.threshold)
-    assert masks_of(res.ticket)  # the ticket is pruned
+    assert res.best_level in (1, 2)  # the winning ticket is sparse
+    assert res.score == max(r["score"] for r in res.levels[1:])
+    assert kept_fraction(masks_of(res.ticket)) == pytest.approx(rem[res.best_level])
+    assert set(res.recoveries) == {"dense", "ticket"}
+    assert res.trojan == (res.target is not None) == (res.anomaly_index > opts.threshold)
+    dense, ticket = res.recoveries["dense"].anomaly, res.recoveries["ticket"].anomaly
+    assert res.stable_anomaly == [min(a, b) for a, b in zip(dense, ticket, strict=True)]
+    if res.trojan:  # a flagged target is flagged by both recoveries
+        assert res.target in res.recoveries["dense"].flagged
+        assert res.target in res.recoveries["ticket"].flagged
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert not masks_of(model)
 
@@ -71,3 +80,37 @@ def test_data_free_noise_is_labelled_by_the_model():
     ds = noise_data(model, info, 50, seed=1)
     assert torch.equal(ds.y, model(ds.x).argmax(1))
     assert ds.x.min() >= 0 and ds.x.max() <= 1
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A digits MLP with a planted 3x3 patch to class 3, and its poisoned training set."""
+    train = data.load("digits", "train")
+    torch.manual_seed(0)
+    model = models.create("lenet300", dataset=train.info, width=0.5)
+    poisoned = poison(train, "badnets:ratio=0.1,target=3,size=3").data
+    cfg = TrainConfig(epochs=15, lr=0.05, batch_size=64, val_fraction=0, best_metric="")
+    Trainer(model, poisoned, cfg, quiet=True).fit()
+    return model, poisoned
+
+
+PLANTED_OPTS = {"rounds": 1, "batch_size": 64, "finetune_steps": 5, "recover_steps": 200}
+
+
+def test_detect_flags_a_planted_trigger_and_its_target(planted):
+    """Verdict Trojaned, target 3, and the recovered trigger sends real test images to 3."""
+    model, poisoned = planted
+    opts = DetectOptions(**PLANTED_OPTS)
+    res = detect(model, poisoned, opts)
+    assert res.trojan and res.target == 3
+    assert res.transfer[3] >= opts.transfer  # checked on the defender's own images
+    assert asr(model, data.load("digits", "test"), res.trigger(), 3) > 0.5
+
+
+def test_a_flagged_label_whose_trigger_does_not_transfer_is_not_a_verdict(planted):
+    """transfer=1.0 demands a trigger that flips every defender image: the recovered one
+    does not quite, so the verdict falls back to clean."""
+    model, poisoned = planted
+    strict = detect(model, poisoned, DetectOptions(**PLANTED_OPTS, transfer=1.0))
+    assert 3 in strict.transfer and strict.transfer[3] < 1.0
+    assert not strict.trojan and strict.target is None

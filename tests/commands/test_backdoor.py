@@ -31,9 +31,12 @@ def test_poisoned_run_records_asr_and_indices(poisoned_run):
 def test_detect_recover_remove(poisoned_run, tmp_path, capsys):
     out = ["--out", str(tmp_path)]
     assert main(["--quiet", "backdoor", "detect", "--ckpt", str(poisoned_run), "--rounds", "2",
-                 "--finetune-steps", "3", "--subset", "300", *out, "--name", "d"]) == 0  # fmt: skip
+                 "--finetune-steps", "3", "--subset", "300", "--recover-steps", "20",
+                 *out, "--name", "d"]) == 0  # fmt: skip
     d = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert isinstance(d["trojan"], bool) and isinstance(d["score"], float)
+    assert d["trojan"] == (d["target"] is not None) and d["best_level"] in (1, 2)
+    assert len(d["dense_norms"]) == len(d["ticket_norms"]) == 10
     assert len(d["levels"]) == 3 and "asr" in d["levels"][0]
     assert (tmp_path / "d" / "levels.png").is_file()
     assert main(["--quiet", "backdoor", "recover", "--ckpt", str(tmp_path / "d"), "--steps", "20",

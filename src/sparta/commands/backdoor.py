@@ -1,10 +1,12 @@
 """``sparta backdoor detect|recover|remove --ckpt RUN``: Trojan tickets, triggers, removal.
 
-* ``detect``: progressive IMP of the checkpoint with the Trojan score per level
+* ``detect``: progressive IMP of the checkpoint with the Trojan score per level, then
+  trigger recovery on the dense model and the winning ticket for the verdict
   (:mod:`sparta.backdoor.detect`); writes ``summary.json`` (``trojan``, ``score``,
-  ``best_level``, ``sparsity``, ``levels``), ``levels.png`` and ``ticket.safetensors``
-  (the pruned ticket at the peak score). The defender's data is the checkpoint's training
-  split (``--subset`` samples of it), or noise with ``--data-free``.
+  ``target``, ``anomaly_index``, ``best_level``, ``sparsity``, ``levels``), ``levels.png``
+  and ``ticket.safetensors`` (the winning Trojan ticket: the sparse level with the peak
+  score). The defender's data is the checkpoint's training split (``--subset`` samples of
+  it), or noise with ``--data-free``.
 * ``recover``: data-free trigger recovery (:mod:`sparta.backdoor.recover`); ``--ckpt`` may
   be a ``detect`` run folder, then the trigger is recovered on its ticket and its ASR is
   measured on the original model. Writes ``trigger.png`` and ``summary.json`` (``target``,
@@ -111,9 +113,9 @@ def run_detect(args: argparse.Namespace) -> int:
     save(res.ticket, out.file("ticket.safetensors"), level=res.best_level, score=res.score)
     out.write_summary(res.summary)
     plot = plot_detection(res.levels, out.file("levels.png"), title=f"{s.config.model}")
-    verdict = "Trojaned" if res.trojan else "clean"
     peak = 100 * res.levels[res.best_level]["remaining"]
-    print(f"trojan={str(res.trojan).lower()} score={res.score:.4f} ({verdict}; peak at level "
+    print(f"trojan={str(res.trojan).lower()} target={res.target} "
+          f"anomaly_index={res.anomaly_index:.2f} score={res.score:.4f} (winning ticket: level "
           f"{res.best_level}, {peak:.2f}% remaining)")  # fmt: skip
     print(f"run: {out.path}")
     print(f"plot: {plot}")
