@@ -6,20 +6,26 @@ BadNets 3x3 white / checkerboard / random patches in the bottom-right corner, or
 random-noise trigger (alpha 0.1), 5% of the non-target training images poisoned. Clean
 model ``i`` has seed ``100 + i``. For every model:
 
-* Trojan tickets (``sparta.backdoor.detect``): ``--rounds`` IMP rounds at 20%, each
-  retrained ``--retrain-epochs`` on ``--subset`` training samples (the suspect's own,
-  possibly poisoned, training data, as in the seed); clean accuracy and ASR per sparsity
-  (evaluation only) and the Trojan score (LMC error barrier, seed Eq. 2). Detection
-  accuracy uses ``--threshold``; the AUROC of the score (Trojaned vs clean) needs none.
+* Detection (``sparta.backdoor.detect``): ``--rounds`` IMP rounds at 20%, each retrained
+  ``--retrain-epochs`` on ``--subset`` training samples (the suspect's own, possibly
+  poisoned, training data, as in the seed); clean accuracy and ASR per sparsity (evaluation
+  only), the Trojan score (LMC error barrier, seed Eq. 2) per level, and the verdict:
+  trigger recovery from 100 noise images on the dense model and on the peak-score ticket
+  (a label is flagged when the anomaly index of its log mask norm exceeds 2 on both).
+  Detection accuracy, the flagged target, the ASR of its recovered trigger on the original
+  model, and the AUROC (Trojaned vs clean) of each signal: anomaly indices, LMC score.
   ``--data-free`` also runs the noise-only variant.
-* Trigger recovery on the peak-score ticket from 100 noise images (Neural Cleanse + TABOR
-  regularisers, anomaly index > 2): target found?, mask L1, ASR of the recovered trigger
-  on the original model; false flags on clean models.
 * Removal (Trojaned models): unlearn the poisoned samples (``--unlearn-method``), ASR and
   clean accuracy before and after.
 
-Writes ``benchmarks/results/backdoor.json`` and ``backdoor.md``. Full run (5 + 5 models,
-20 epochs, 15 rounds) on 2 idle cores: roughly 2-3 hours; a reduced check:
+Writes ``benchmarks/results/backdoor.json``, ``backdoor.md`` and ``backdoor_curves.png``.
+The full run (5 + 5 models) as two halves side by side on 2 cores, about an hour:
+
+    python benchmarks/backdoor.py --kind trojan --data-free --threads 1 &
+    python benchmarks/backdoor.py --kind clean --data-free --threads 1; wait
+    python benchmarks/backdoor.py --merge
+
+A reduced check:
 
     python benchmarks/backdoor.py --models 1 --epochs 1 --rounds 2 --train-subset 3000 \\
         --test-subset 500 --subset 500 --recover-steps 30 --unlearn-epochs 1 \\
@@ -37,7 +43,7 @@ from typing import Any
 
 import torch
 
-from sparta.backdoor import DetectOptions, RecoverOptions, asr, detect, poison, recover, remove
+from sparta.backdoor import DetectOptions, asr, detect, poison, remove
 from sparta.backdoor.metrics import backdoor_metrics, clean_accuracy
 from sparta.train import TrainConfig, load_splits, train
 from sparta.unlearn import UnlearnOptions
@@ -82,49 +88,67 @@ def one_model(args: argparse.Namespace, seed: int, spec: str | None) -> dict[str
         row["test_acc"] = clean_accuracy(model, splits.test)
     data = splits.train.take(min(args.subset, len(splits.train)), seed=seed)
     opts = DetectOptions(rounds=args.rounds, retrain_epochs=args.retrain_epochs,
-                         threshold=args.threshold, seed=seed)  # fmt: skip
+                         recover_steps=args.recover_steps, transfer=args.transfer,
+                         seed=seed)  # fmt: skip
     det = detect(model, data, opts, test=splits.test, **truth)
-    row.update(score=det.score, trojan=det.trojan, best_level=det.best_level, levels=det.levels)
+    row.update(score=det.score, trojan=det.trojan, recovered_target=det.target,
+               best_level=det.best_level, levels=det.levels)  # fmt: skip
+    keys = ("anomaly", "norms", "transfer")
+    row.update({k: v for k, v in det.summary.items() if any(w in k for w in keys)})
+    if det.target is not None:
+        row["recovered_asr"] = asr(model, splits.test, det.trigger(), det.target)
     if args.data_free:
         free = detect(model, None, DetectOptions(**{**opts.to_dict(), "data_free": True}),
                       test=splits.test)  # fmt: skip
-        row.update(score_data_free=free.score, trojan_data_free=free.trojan)
-    info = splits.test.info
-    rec = recover(det.ticket, tuple(info.input_shape), info.num_classes,
-                  RecoverOptions(steps=args.recover_steps, seed=seed))  # fmt: skip
-    row.update(recovered_target=rec.target, anomaly_index=max(rec.anomaly), norms=rec.norms)
-    if rec.target is not None:
-        row["recovered_asr"] = asr(model, splits.test, rec.trigger(rec.target), rec.target)
+        row.update(score_data_free=free.score, trojan_data_free=free.trojan,
+                   target_data_free=free.target,
+                   anomaly_index_data_free=free.anomaly_index,
+                   ticket_anomaly_index_data_free=free.summary["ticket_anomaly_index"])  # fmt: skip
     if poisoned is not None:
         row["target"] = poisoned.config.target
-        row["target_found"] = rec.target == poisoned.config.target
+        row["target_found"] = det.target == poisoned.config.target
         uopts = UnlearnOptions(epochs=args.unlearn_epochs, mia_max=1000, seed=seed)
         rem = remove(model, poisoned, splits.test, args.unlearn_method, uopts, cfg)
         row.update({f"unlearn_{k}": rem.summary[k] for k in
                     ("asr_before", "asr", "test_acc_before", "test_acc", "rte_s")})  # fmt: skip
     row["time_s"] = time.perf_counter() - start
-    logging.info("%s", {k: v for k, v in row.items() if k not in ("levels", "norms")})
+    logging.info("%s", {k: v for k, v in row.items() if k not in ("levels",) and "norms" not in k})
     return row
 
 
-def summarise(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
-    """Detection accuracy and AUROC, recovery and removal figures over all models."""
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Detection accuracy and AUROCs, recovery and removal figures over all models."""
     troj = [r for r in rows if r["trojan_true"]]
     clean = [r for r in rows if not r["trojan_true"]]
+    roc = lambda key: auroc([r[key] for r in troj], [r[key] for r in clean])  # noqa: E731
     out: dict[str, Any] = {
         "n_trojan": len(troj),
         "n_clean": len(clean),
-        "threshold": threshold,
         "detection_acc": sum(r["trojan"] == r["trojan_true"] for r in rows) / len(rows),
-        "score_auroc": auroc([r["score"] for r in troj], [r["score"] for r in clean]),
+        "detection_acc_anomaly_only": sum(
+            (r["anomaly_index"] > DetectOptions().threshold) == r["trojan_true"] for r in rows
+        )
+        / len(rows),
+        "true_positives": sum(r["trojan"] for r in troj),
+        "false_positives": sum(r["trojan"] for r in clean),
         "target_found": sum(r["target_found"] for r in troj) / max(len(troj), 1),
-        "clean_false_flags": sum(r["recovered_target"] is not None for r in clean)
-        / max(len(clean), 1),
+        "top_label_is_target": sum(
+            max(range(len(r["stable_anomaly"])), key=r["stable_anomaly"].__getitem__) == r["target"]
+            for r in troj
+        )
+        / max(len(troj), 1),
+        "auroc_anomaly_index": roc("anomaly_index"),
+        "auroc_dense_anomaly_index": roc("dense_anomaly_index"),
+        "auroc_ticket_anomaly_index": roc("ticket_anomaly_index"),
+        "auroc_lmc_score": roc("score"),
     }
     if rows and "score_data_free" in rows[0]:
-        out["score_auroc_data_free"] = auroc(
-            [r["score_data_free"] for r in troj], [r["score_data_free"] for r in clean]
-        )
+        out["detection_acc_data_free"] = sum(
+            r["trojan_data_free"] == r["trojan_true"] for r in rows
+        ) / len(rows)
+        out["auroc_lmc_score_data_free"] = roc("score_data_free")
+        out["auroc_anomaly_index_data_free"] = roc("anomaly_index_data_free")
+        out["auroc_ticket_anomaly_index_data_free"] = roc("ticket_anomaly_index_data_free")
     mean = lambda key, rs: sum(r[key] for r in rs) / len(rs) if rs else float("nan")  # noqa: E731
     hits = [r for r in troj if r.get("target_found")]
     out["recovered_asr"] = mean("recovered_asr", hits)
@@ -136,14 +160,16 @@ def summarise(rows: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     """Per-model table, then the ASR / clean-accuracy curves vs sparsity, then the summary."""
-    head = "| model | poison | test_acc | asr | score | flagged | recovered | rec. ASR | "
-    head += "ASR after unlearning | acc after |"
-    lines = [head, "|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
+    head = "| model | poison | test_acc | asr | LMC score | anomaly dense / ticket | flagged | "
+    head += "target | rec. ASR | ASR after unlearning | acc after |"
+    lines = [head, "|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for i, r in enumerate(rows):
         lines.append(
             f"| {i} | {r['poison'] or 'clean'} | {f(r['test_acc'])} | {f(r.get('asr'))} | "
-            f"{r['score']:.4f} | {r['trojan']} | {r['recovered_target']} | "
+            f"{r['score']:.4f} | {r['dense_anomaly_index']:.2f} / "
+            f"{r['ticket_anomaly_index']:.2f} | "
+            f"{r['trojan']} | {r['recovered_target']} | "
             f"{f(r.get('recovered_asr'))} | {f(r.get('unlearn_asr'))} | "
             f"{f(r.get('unlearn_test_acc'))} |"
         )
@@ -161,17 +187,52 @@ def markdown(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
+    """Clean accuracy (solid) and ASR (dashed) vs % weights remaining, one colour per model;
+    clean models in grey; the winning ticket of each model marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, r in enumerate(rows):
+        xs = [100 * lv["remaining"] for lv in r["levels"]]
+        colour = f"C{i}" if r["trojan_true"] else "0.6"
+        label = (r["poison"] or "clean").split(",seed")[0]
+        ax.plot(xs, [lv["test_acc"] for lv in r["levels"]], "-", color=colour, lw=1)
+        if r["trojan_true"]:
+            ax.plot(xs, [lv["asr"] for lv in r["levels"]], "--", color=colour, lw=1.5, label=label)
+        best = r["levels"][r["best_level"]]
+        ax.plot(100 * best["remaining"], best["test_acc"], "o", color=colour, ms=4)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("% of prunable weights remaining (IMP, 20% per round)")
+    ax.set_ylabel("clean accuracy (solid) / ASR (dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", type=int, default=5, help="Trojaned models (and as many clean)")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--kind", choices=("all", "trojan", "clean"), default="all",
+                   help="run only the Trojaned or only the clean models (to run both halves "
+                   "side by side; then --merge)")  # fmt: skip
+    p.add_argument("--merge", action="store_true", help="combine the two halves' results")
+    p.add_argument("--first", type=int, default=0, help="first model index (a fresh set)")
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--ratio", type=float, default=0.05)
-    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--rounds", type=int, default=DetectOptions().rounds)
     p.add_argument("--retrain-epochs", type=int, default=1)
     p.add_argument("--subset", type=int, default=5000, help="defender samples for detection")
-    p.add_argument("--threshold", type=float, default=DetectOptions().threshold)
     p.add_argument("--data-free", action="store_true", help="also the noise-only detection")
     p.add_argument("--recover-steps", type=int, default=300)
+    p.add_argument("--transfer", type=float, default=DetectOptions().transfer,
+                   help="transfer check of a flagged trigger on the defender's images")  # fmt: skip
     p.add_argument("--unlearn-method", default="rl")
     p.add_argument("--unlearn-epochs", type=int, default=0, help="0: the method's default")
     p.add_argument("--train-subset", type=int, default=0)
@@ -182,15 +243,31 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("sparta").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
-    rows = [one_model(args, i, poison_spec(i, args.ratio)) for i in range(args.models)]
-    rows += [one_model(args, 100 + i, None) for i in range(args.models)]
-    summary = summarise(rows, args.threshold)
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        halves = [json.loads((out / f"backdoor-{k}.json").read_text()) for k in ("trojan", "clean")]
+        rows = halves[0]["models"] + halves[1]["models"]
+        args = argparse.Namespace(**{**halves[0]["args"], "kind": "all"})
+    else:
+        rows = []
+        if args.kind in ("all", "trojan"):
+            ids = range(args.first, args.first + args.models)
+            rows += [one_model(args, i, poison_spec(i, args.ratio)) for i in ids]
+        if args.kind in ("all", "clean"):
+            ids = range(args.first, args.first + args.models)
+            rows += [one_model(args, 100 + i, None) for i in ids]
+    if args.kind != "all":
+        (out / f"backdoor-{args.kind}.json").write_text(
+            json.dumps({"args": vars(args), "models": rows}, indent=1) + "\n"
+        )
+        return
+    summary = summarise(rows)
     (out / "backdoor.json").write_text(
         json.dumps({"args": vars(args), "summary": summary, "models": rows}, indent=1) + "\n"
     )
     (out / "backdoor.md").write_text(markdown(rows, summary))
+    plot_curves(rows, out / "backdoor_curves.png")
     print(markdown(rows, summary))
 
 
