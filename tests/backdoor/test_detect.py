@@ -7,12 +7,11 @@ import torch
 from torch import nn
 
 from sparta import data, models
-from sparta.backdoor import DetectOptions, asr, barrier, detect, poison
+from sparta.backdoor import DetectOptions, asr, barrier, detect
 from sparta.backdoor.detect import error_curve, interpolate, noise_data
 from sparta.data import DatasetInfo, ImageDataset
 from sparta.sparsity import masks_of
 from sparta.sparsity.lottery import kept_fraction
-from sparta.train import TrainConfig, Trainer
 
 
 def test_barrier_by_hand():
@@ -80,18 +79,6 @@ def test_data_free_noise_is_labelled_by_the_model():
     ds = noise_data(model, info, 50, seed=1)
     assert torch.equal(ds.y, model(ds.x).argmax(1))
     assert ds.x.min() >= 0 and ds.x.max() <= 1
-
-
-@pytest.fixture(scope="module")
-def planted():
-    """A digits MLP with a planted 3x3 patch to class 3, and its poisoned training set."""
-    train = data.load("digits", "train")
-    torch.manual_seed(0)
-    model = models.create("lenet300", dataset=train.info, width=0.5)
-    poisoned = poison(train, "badnets:ratio=0.1,target=3,size=3").data
-    cfg = TrainConfig(epochs=15, lr=0.05, batch_size=64, val_fraction=0, best_metric="")
-    Trainer(model, poisoned, cfg, quiet=True).fit()
-    return model, poisoned
 
 
 PLANTED_OPTS = {"rounds": 1, "batch_size": 64, "finetune_steps": 5, "recover_steps": 200}

@@ -5,10 +5,9 @@ import math
 import pytest
 import torch
 
-from sparta import data, models
-from sparta.backdoor import PatchTrigger, RecoverOptions, anomaly_index, asr, poison, recover
+from sparta import data
+from sparta.backdoor import PatchTrigger, RecoverOptions, anomaly_index, asr, recover
 from sparta.backdoor.recover import noise_outside
-from sparta.train import TrainConfig, Trainer
 
 
 def test_anomaly_index_by_hand():
@@ -39,19 +38,9 @@ def test_noise_outside_skips_images_already_in_the_label():
     assert noise_outside(probs, 0, 5).tolist() == [1, 3, 2, 0, 4]
 
 
-def _trojaned(target=3):
-    train = data.load("digits", "train")
-    torch.manual_seed(0)
-    model = models.create("lenet300", dataset=train.info, width=0.5)
-    poisoned = poison(train, f"badnets:ratio=0.1,target={target},size=3").data
-    cfg = TrainConfig(epochs=15, lr=0.05, batch_size=64, val_fraction=0, best_metric="")
-    Trainer(model, poisoned, cfg, quiet=True).fit()
-    return model
-
-
-@pytest.fixture(scope="module")
-def trojaned():
-    return _trojaned(target=3)
+@pytest.fixture()
+def trojaned(planted):
+    return planted[0]
 
 
 def test_recovery_finds_planted_target_without_data(trojaned):

@@ -29,7 +29,7 @@ stable each sparse ticket is, without knowing the trigger.
   defender's images of other classes to it on the suspect. It is off by default: it removed
   every false positive on our first 10 LeNet-5s, but on 10 fresh ones it rejected three
   of five Trojaned models whose target the anomaly had found (their noise triggers sent
-  0.5-18% of real images to the target; BENCHMARKS.md, "Backdoors").
+  0.4-18% of real images to the target; BENCHMARKS.md, "Backdoors").
   The peak score alone is not the verdict: on Fashion-MNIST LeNet-5s it did not separate
   Trojaned from clean models (BENCHMARKS.md, "Backdoors"); it is reported beside it.
 * **Data-free variant**: the seed works without clean data by feeding random noise; here
@@ -136,7 +136,6 @@ class DetectResult:
     ``"ticket"``; ``target``: the flagged label (None when the model is judged clean)."""
 
     score: float
-    trojan: bool
     best_level: int
     levels: list[dict[str, Any]]
     ticket: nn.Module
@@ -144,6 +143,11 @@ class DetectResult:
     target: int | None = None
     curves: list[list[dict[str, float]]] = field(default_factory=list)
     transfer: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def trojan(self) -> bool:
+        """The verdict: a target was flagged."""
+        return self.target is not None
 
     def trigger(self) -> RecoveredTrigger | None:
         """The flagged target's trigger as recovered on the winning ticket."""
@@ -336,7 +340,7 @@ def detect(
         "dense": _recover(suspect, data, opts),
         "ticket": _recover(tickets[best], data, opts),
     }
-    res = DetectResult(levels[best]["score"], False, best, levels, tickets[best], recoveries,
+    res = DetectResult(levels[best]["score"], best, levels, tickets[best], recoveries,
                        None, curves)  # fmt: skip
     labels, stable = recoveries["dense"].labels, res.stable_anomaly
     for i in sorted(range(len(stable)), key=lambda i: -stable[i]):
@@ -347,7 +351,7 @@ def detect(
             res.transfer[label] = asr(suspect, data, recoveries["ticket"].trigger(label), label)
             if res.transfer[label] < opts.transfer:
                 continue
-        res.trojan, res.target = True, label
+        res.target = label
         break
     return res
 
