@@ -37,10 +37,15 @@ def _reference(p, w, c, norm):
             bounds=bounds + [(0, None)],
         )
         return lp.fun if lp.status == 0 else None
+    # feasibility by LP (SLSQP alone reports failures on feasible problems in scipy >= 1.17),
+    # then the minimal norm by SLSQP started from the LP's feasible point
+    feasible = linprog(np.zeros(d), A_eq=w.numpy()[None], b_eq=[-r], bounds=bounds)
+    if feasible.status != 0:
+        return None
     cons = {"type": "eq", "fun": lambda v: w.numpy() @ v + r}
     qp = minimize(
         lambda v: v @ v,
-        np.zeros(d),
+        feasible.x,
         constraints=[cons],
         bounds=bounds,
         method="SLSQP",
