@@ -117,7 +117,8 @@ def test_iterative_synflow_differs_from_one_shot_and_avoids_collapse(data):
         ({"method": "nope"}, "'nope' is not known"),
         ({"structure": "nm:3:2"}, "N=3 > M=2"),
         ({"structure": "block:5"}, "block size 5 does not divide"),
-        ({"scope": "row"}, "scope 'row'"),
+        ({"scope": "row"}, "distribution='row'"),
+        ({"distribution": "row"}, "distribution='row'"),
         ({"sparsity": 1.0}, "sparsity=1.0"),
         ({"include": "conv9.*"}, "conv9"),
         ({"exclude": ["*"]}, "nothing prunable"),
@@ -157,7 +158,7 @@ def test_channel_structure_delegates_to_channels(monkeypatch, data):
 
     monkeypatch.setattr(channels, "channel_masks", fake)
     h = prune(model, "l1", 0.5, "channel", "layer", data=data)
-    assert calls == [(0.5, "l1", "layer")]
+    assert calls == [(0.5, "l1", "uniform")]  # "layer" is an alias of "uniform"
     assert bool((model.fc1.weight[10:] == 0).all()) and set(h.masks) == {"fc1.weight"}
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from sparta.sparsity.allocation import ALLOCATIONS, allocate
+from sparta.sparsity.allocation import ALLOCATIONS, allocate, check_distribution
 from sparta.sparsity.handle import MaskCallback
 from sparta.sparsity.masks import (
     attach,
@@ -108,11 +108,7 @@ class DynamicSparsity(MaskCallback):
             raise ValueError(
                 f"update_interval={update_interval!r} is not allowed; expected an integer >= 1"
             )
-        if distribution not in ALLOCATIONS:
-            raise ValueError(
-                f"distribution={distribution!r} is not allowed; expected one of "
-                f"{tuple(ALLOCATIONS)}"
-            )
+        distribution = check_distribution(distribution, tuple(ALLOCATIONS))
         self.sparsity, self.distribution = float(sparsity), distribution
         self.interval, self.drop_fraction = update_interval, drop_fraction
         self.stop_fraction, self.seed = stop_fraction, seed
