@@ -128,8 +128,9 @@ def prune(
     distribution = check_distribution(distribution)
     st = parse_structure(structure)
     if st.kind == "channel":
+        opts = criterion_options
         return SparsityHandle(
-            model, select_masks(model, sparsity, method, st, distribution, data, **criterion_options)
+            model, select_masks(model, sparsity, method, st, distribution, data, **opts)
         )
     entry = criterion(method)
     params = check_prunable(model, st, include, exclude)
