@@ -162,7 +162,6 @@ class GradualPruning(MaskCallback):
             self._prune(trainer.model, self.target, trainer.optimizer)
         super().after_step(trainer)
 
-    @torch.no_grad()
     def _prune(
         self, model: nn.Module, sparsity: float, optimizer: torch.optim.Optimizer | None = None
     ) -> None:
@@ -181,10 +180,11 @@ class GradualPruning(MaskCallback):
             **self.criterion_options,
         )
         masks = masks_of(model)
-        for n in self.names:
-            keep = new[n].to(masks[n].device) if n in new else masks[n]
-            reset_optimizer_state(optimizer, params[n], masks[n] & ~keep)
-            masks[n].copy_(keep)
+        with torch.no_grad():
+            for n in self.names:
+                keep = new[n].to(masks[n].device) if n in new else masks[n]
+                reset_optimizer_state(optimizer, params[n], masks[n] & ~keep)
+                masks[n].copy_(keep)
         apply_masks(model)
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
