@@ -166,3 +166,22 @@ def test_channel_structure_end_to_end(data):
     model = _fresh("conv2", 0.25, data.info)
     h = prune(model, "l1", 0.5, "channel", "global", data=data)
     assert h.masks and 0 < h.sparsity() < 1
+
+
+def test_channel_pruning_reports_channel_and_weight_sparsity_separately(data):
+    model = _fresh("conv2", 0.25, data.info)
+    h = prune(model, "l1", 0.5, "channel", "uniform", data=data)
+    assert h.channel_sparsity() == pytest.approx(0.5, abs=0.05)
+    weights = {
+        n: p
+        for n, p in model.named_parameters()
+        if n in h.masks
+        and isinstance(model.get_submodule(n.rpartition(".")[0]), (nn.Conv2d, nn.Linear))
+        and n.endswith("weight")
+    }
+    zeros = sum(int((p == 0).sum()) for p in weights.values())
+    assert h.weight_sparsity() == zeros / sum(p.numel() for p in weights.values())
+    assert h.weight_sparsity() != h.channel_sparsity()
+    assert 0 < h.weight_sparsity() < 1 and 0 < h.sparsity() < 1
+    unstructured = prune(_fresh("conv2", 0.25, data.info), "magnitude", 0.5)
+    assert unstructured.weight_sparsity() == unstructured.sparsity() == pytest.approx(0.5, abs=1e-3)
