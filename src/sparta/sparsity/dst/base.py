@@ -27,6 +27,7 @@ from sparta.sparsity.masks import (
     prunable_parameters,
     reset_optimizer_state,
 )
+from sparta.sparsity.pruning import select_masks
 from sparta.sparsity.schedules import cosine_decay, current_sparsity
 from sparta.sparsity.topk import check_sparsity, keep_top, n_keep
 
@@ -165,13 +166,19 @@ class DynamicSparsity(MaskCallback):
         """Drop and regrow ``floor(nnz z_t)`` connections in every masked layer."""
         fraction = cosine_decay(step, self.drop_fraction, self.end_step)
         params, masks = dict(model.named_parameters()), masks_of(model)
+        drops = {n: int(int(masks[n].sum()) * fraction) for n in self.names}
+        if any(drops.values()):  # drop by magnitude: the pruner's selection, per layer
+            densities = {n: (int(masks[n].sum()) - drops[n]) / masks[n].numel() for n in drops}
+            survivors = {n: params[n] for n in self.names}
+            kept_all = select_masks(
+                model, 0.0, "magnitude", "unstructured", densities, params=survivors
+            )
         for index, name in enumerate(self.names):
             p, mask = params[name], masks[name]
-            active = int(mask.sum())
-            k = int(active * fraction)
+            k = drops[name]
             if k == 0:
                 continue
-            kept = keep_top(torch.where(mask, p.abs(), -1.0), active - k)
+            kept = kept_all[name].to(mask.device)
             score = self.grow_score(name, p, step, index).masked_fill(kept, -float("inf"))
             new = kept | keep_top(score, k)
             reset_optimizer_state(optimizer, p, new ^ mask)
