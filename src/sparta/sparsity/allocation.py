@@ -51,13 +51,15 @@ DISTRIBUTIONS = ("global", *ALLOCATIONS)
 ALIASES = {"layer": "uniform"}
 
 
-def check_distribution(name: str, allowed: tuple[str, ...] = DISTRIBUTIONS) -> str:
+def check_distribution(
+    name: str, allowed: tuple[str, ...] = DISTRIBUTIONS, what: str = "distribution"
+) -> str:
     """The canonical name of distribution ``name`` (``layer`` -> ``uniform``); a ValueError
-    naming the value and the ``allowed`` ones otherwise."""
+    naming the value (as option ``what``) and the ``allowed`` ones otherwise."""
     canonical = ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
     if canonical not in allowed:
         raise ValueError(
-            f"distribution={name!r} is not allowed; expected one of {', '.join(allowed)}"
+            f"{what}={name!r} is not allowed; expected one of {', '.join(allowed)}"
             + (" (or 'layer', an alias of 'uniform')" if "uniform" in allowed else "")
         )
     return canonical

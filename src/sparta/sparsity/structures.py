@@ -119,7 +119,10 @@ def parse_structure(text: str | Structure) -> Structure:
     raise ValueError(f"structure {text!r} is not known; allowed: {', '.join(KINDS)}")
 
 
-check_scope = check_distribution  # the old name, still called by sparta.commands.prune
+def check_scope(scope: str) -> str:
+    """:func:`check_distribution` under the old option name ``scope`` (``sparta prune
+    --scope``); returns the canonical distribution."""
+    return check_distribution(scope, what="scope")
 
 
 def nm_mask(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
