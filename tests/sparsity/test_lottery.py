@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from sparta import data, models
@@ -253,6 +254,14 @@ def test_late_rewinding_restores_the_step_k_state(tmp_path):
     assert not all(torch.equal(point[k], v) for k, v in rec.states["level_00/ticket"].items())
     _check_rewound(rec.states["level_01/ticket"], _masks(res.run, 1), point)
     assert set(res.levels[1]) == {"level", "remaining", "test_acc"}
+    # a folder made when late-rewound levels retrained from step 0 is not resumed silently
+    config = res.run.read_config()
+    assert config["rewind_retrain"] == "from_step_k"
+    del config["rewind_retrain"]
+    res.run.config_file.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="rewind_retrain='from_step_0'"):
+        lottery(TrainConfig(**CFG), levels=1, rewind_step=3, controls="none", root=tmp_path,
+                name=res.run.path.name, resume=True)  # fmt: skip
 
 
 class _Crash(Callback):

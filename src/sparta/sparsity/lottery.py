@@ -68,6 +68,9 @@ BRANCHES = ("ticket", *CONTROLS)
 ACC_KEYS = {"ticket": "test_acc", "reinit": "reinit_acc", "random": "random_acc"}
 # options that may change when a run folder is resumed (more levels, more controls)
 _RESUMABLE_CHANGES = {"levels", "controls"}
+# what a run folder written before a key existed meant by it: late-rewound levels were
+# retrained from step 0 then, so such a folder cannot be resumed under the new rule
+_LEGACY = {"rewind_retrain": "from_step_0"}
 
 
 def default_output_rate(rate: float, distribution: str) -> float | None:
@@ -506,9 +509,10 @@ def _open_run(
         if "scope" in old:  # folders written before "uniform" became the canonical name
             old["scope"] = ALIASES.get(old["scope"], old["scope"])
         for key, value in config.items():
-            if key not in _RESUMABLE_CHANGES and key in old and old[key] != value:
+            was = old.get(key, _LEGACY.get(key, value))
+            if key not in _RESUMABLE_CHANGES and was != value:
                 raise ValueError(
-                    f"run folder {path} was made with {key}={old[key]!r}, not {value!r}; "
+                    f"run folder {path} was made with {key}={was!r}, not {value!r}; "
                     "use another --name or --overwrite"
                 )
     return Run.create(
@@ -537,6 +541,8 @@ def run_lottery(
             f"({config.epochs} epochs x {math.ceil(len(splits.train) / config.batch_size)})"
         )
     full = {**config.to_dict(), **options.to_dict()}
+    if options.rewind_step > 0:  # levels train from step k to the end (1912.05671)
+        full["rewind_retrain"] = "from_step_k"
     run = _open_run(full, root, name, resume, overwrite)
     ctx = _Context(run, config, options, splits, callbacks, quiet)
     levels: list[dict[str, Any]] = []
