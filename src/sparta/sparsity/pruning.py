@@ -49,7 +49,9 @@ def check_prunable(
     return params
 
 
-def nest(new: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]) -> dict:
+def nest(
+    new: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """``new`` restricted to what ``current`` keeps (names without a current mask pass)."""
     return {n: m & current[n].to(m.device) if n in current else m for n, m in new.items()}
 
