@@ -6,7 +6,7 @@ BadNets 3x3 white / checkerboard / random patches in the bottom-right corner, or
 random-noise trigger (alpha 0.1), 5% of the non-target training images poisoned. Clean
 model ``i`` has seed ``100 + i``. For every model:
 
-* Detection (``sparta.backdoor.detect``): ``--rounds`` IMP rounds at 20%, each retrained
+* Detection (``sparta.experiments.trojan.detect``): ``--rounds`` IMP rounds at 20%, each retrained
   ``--retrain-epochs`` on ``--subset`` training samples (the suspect's own, possibly
   poisoned, training data, as in the seed); clean accuracy and ASR per sparsity (evaluation
   only), the Trojan score (LMC error barrier, seed Eq. 2) per level, and the verdict:
@@ -43,8 +43,9 @@ from typing import Any
 
 import torch
 
-from sparta.backdoor import DetectOptions, asr, detect, poison, remove
+from sparta.backdoor import asr, poison, remove
 from sparta.backdoor.metrics import backdoor_metrics, clean_accuracy
+from sparta.experiments.trojan import DetectOptions, detect
 from sparta.train import TrainConfig, load_splits, train
 from sparta.unlearn import UnlearnOptions
 

@@ -61,9 +61,9 @@ def pruned(
     """A pruned copy of ``dense``."""
     model = copy.deepcopy(dense)
     if method == "magnitude":
-        return model, prune(model, "magnitude", sparsity, scope="global")
+        return model, prune(model, "magnitude", sparsity, distribution="global")
     if method == "l1-neuron":
-        return model, prune(model, "l1", sparsity, structure="channel", scope="layer")
+        return model, prune(model, "l1", sparsity, structure="channel", distribution="uniform")
     return model, prune_unstable(model, score_x, eps, sparsity, method="ibp", scope="layer")
 
 

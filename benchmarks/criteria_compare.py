@@ -58,7 +58,7 @@ def sparse_setup(
 ) -> list:
     """Prune ``model`` for ``method`` and return the callbacks that train it."""
     if method in AT_INIT:
-        handle = prune(model, method, sparsity, scope="global", data=data)
+        handle = prune(model, method, sparsity, distribution="global", data=data)
         if scale:
             scale_by_density(model, handle.masks)
         return [handle.callback()]

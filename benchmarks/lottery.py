@@ -2,7 +2,8 @@
 
 LeNet-300-100: 20% of the remaining weights pruned per level (output layer 10%, as in
 Frankle & Carbin 2019, Sec. 2), 10 levels (10.8% of the weights left), rewound to the init.
-LeNet-5: the same with late rewinding (to iteration 500 of the dense run) and 11 levels
+LeNet-5: the same with late rewinding (to iteration 500 of the dense run; every level then
+trains from iteration 500 to the end of the dense run's schedule) and 11 levels
 (8.9% left). At every level the ticket is trained beside its controls: the same mask with
 a random re-init, and a random mask with the ticket's per-layer counts. Test accuracy per
 level goes to ``benchmarks/results/lottery_<model>.json``; run folders (with levels.md and

@@ -44,7 +44,8 @@ def test_lottery_writes_summary_table_and_plot(tmp_path, capsys):
         (["--rewind", "-1"], "rewind_step=-1"),
         (["--rewind", "100000"], "rewind_step=100000 is beyond"),
         (["--controls", "reinit,shuffle"], "shuffle"),
-        (["--scope", "erk"], "erk"),
+        (["--scope", "diagonal"], "diagonal"),
+        (["--structure", "nm:2:4"], "nm:2:4"),
         (["--levels", "two"], "two"),
     ],
 )

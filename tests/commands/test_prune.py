@@ -68,7 +68,7 @@ def test_prune_a_checkpoint_without_and_with_fine_tuning(tmp_path):
         (["--include", "conv9.*"], "conv9"),
         (["--exclude", "*"], "nothing prunable"),
         (["--method", "optimal-brain-surgeon"], "optimal-brain-surgeon"),
-        (["--scope", "row"], "scope 'row'"),
+        (["--scope", "row"], "scope='row' is not allowed"),
         (["--method", "magnitude", "--batches", "2"], "--batches"),
     ],
 )

@@ -128,7 +128,7 @@ def test_bad_inputs_are_clear_errors() -> None:
         channel_masks(model, 0.5, "l7")
     with pytest.raises(ValueError, match="erk"):
         channel_masks(model, 0.5, scope="erk")
-    with pytest.raises(ValueError, match="scope"):
+    with pytest.raises(ValueError, match="distribution='diagonal' is not allowed"):
         channel_masks(model, 0.5, scope="diagonal")
     groups = channel_groups(model)
     with pytest.raises(ValueError, match="keep vector"):

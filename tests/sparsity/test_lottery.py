@@ -4,16 +4,24 @@ import json
 
 import pytest
 import torch
+import yaml
+from torch import nn
 
-from sparta.io import read_checkpoint
+from sparta import data, models
+from sparta.io import read_checkpoint, restore_model
+from sparta.sparsity.criteria import score
+from sparta.sparsity.export import channel_fraction, kept_channels
+from sparta.sparsity.groups import channel_groups
 from sparta.sparsity.lottery import (
     LotteryConfig,
+    imp,
+    imp_masks,
     kept_fraction,
     lottery,
-    prune_level,
     random_masks_like,
 )
-from sparta.train import Callback, TrainConfig
+from sparta.sparsity.masks import attach, masks_of
+from sparta.train import Callback, TrainConfig, load_splits
 
 CFG = dict(
     dataset="digits",
@@ -33,25 +41,37 @@ def _iterated(n: int, rate: float, levels: int) -> int:
     return n
 
 
-@pytest.mark.parametrize("scope", ["layer", "global"])
+class _Three(nn.Module):
+    def __init__(self, shapes=SHAPES):
+        super().__init__()
+        for name, (o, i) in shapes.items():
+            self.add_module(name.split(".")[0], nn.Linear(i, o, bias=False))
+
+
+@pytest.mark.parametrize("scope", ["uniform", "layer", "global"])
 def test_counts_follow_the_product_formula_and_masks_nest(scope):
     g = torch.Generator().manual_seed(0)
+    model = _Three()
     masks = {n: torch.ones(s, dtype=torch.bool) for n, s in SHAPES.items()}
     out, levels = "fc3.weight", 6
     for _ in range(levels):
         weights = {n: torch.randn(s, generator=g) for n, s in SHAPES.items()}
-        new = prune_level(weights, masks, 0.2, 0.1, scope, out)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                p.copy_(weights[n])
+        new = imp_masks(model, 0.2, output_rate=0.1, distribution=scope)
         assert all(not (new[n] & ~masks[n]).any() for n in masks), "masks must nest"
         # the largest surviving weights are kept
         for n in masks:
             kept = weights[n].abs()[new[n]]
             dropped = weights[n].abs()[masks[n] & ~new[n]]
-            if scope == "layer" and dropped.numel() and kept.numel():
+            if scope != "global" and dropped.numel() and kept.numel():
                 assert kept.min() >= dropped.max()
         masks = new
+        attach(model, masks)
     counts = {n: int(m.sum()) for n, m in masks.items()}
     assert counts[out] == _iterated(200, 0.1, levels)
-    if scope == "layer":
+    if scope != "global":
         assert counts == {
             n: _iterated(s[0] * s[1], 0.2 if n != out else 0.1, levels) for n, s in SHAPES.items()
         }
@@ -64,10 +84,66 @@ def test_counts_follow_the_product_formula_and_masks_nest(scope):
 
 
 def test_global_scope_without_output_rate_ranks_every_layer_together():
-    w = {"a": torch.tensor([5.0, 4.0, 3.0]), "b": torch.tensor([2.0, 1.0])}
-    m = {n: torch.ones_like(t, dtype=torch.bool) for n, t in w.items()}
-    new = prune_level(w, m, 0.4, None, "global", "b")
-    assert new["a"].tolist() == [True, True, True] and new["b"].tolist() == [False, False]
+    model = _Three({"a.weight": (3, 1), "b.weight": (2, 1)})
+    with torch.no_grad():
+        model.a.weight.copy_(torch.tensor([[5.0], [4.0], [3.0]]))
+        model.b.weight.copy_(torch.tensor([[2.0], [1.0]]))
+    new = imp_masks(model, 0.4, distribution="global")
+    assert new["a.weight"].flatten().tolist() == [True, True, True]
+    assert new["b.weight"].flatten().tolist() == [False, False]
+
+
+def test_erk_distribution_prunes_the_pool_by_erk_and_nests():
+    model = _Three()
+    first = imp_masks(model, 0.5, distribution="erk")
+    attach(model, first)
+    second = imp_masks(model, 0.5, distribution="erk")
+    assert all(not (second[n] & ~first[n]).any() for n in first)
+    total = sum(m.numel() for m in first.values())
+    assert sum(int(m.sum()) for m in second.values()) == pytest.approx(0.25 * total, abs=3)
+    densities = {n: float(m.float().mean()) for n, m in second.items()}
+    assert densities["fc3.weight"] > densities["fc1.weight"]  # ERK: small layers denser
+
+
+def test_imp_masks_rank_by_any_criterion_snip():
+    """IMP with SNIP scores: within each layer every kept weight has a SNIP score at least
+    as large as every pruned one, and the masks differ from magnitude's."""
+    train = data.load("digits", "train")
+    torch.manual_seed(0)
+    model = models.create("lenet300", dataset=train.info, width=0.5)
+    snip = imp_masks(model, 0.5, method="snip", data=train, output_rate=None)
+    mag = imp_masks(model, 0.5)
+    scores = score("snip", model, {n: p for n, p in model.named_parameters() if n in snip}, train)
+    for n, m in snip.items():
+        assert scores[n][m].min() >= scores[n][~m].max()
+    assert any(not torch.equal(snip[n], mag[n]) for n in snip)
+
+
+def test_imp_loop_rewinds_trains_and_nests():
+    model = _Three()
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    trained_levels = []
+
+    def train(ticket, level):
+        trained_levels.append(level)
+        with torch.no_grad():  # "training": every weight moves
+            for p in ticket.parameters():
+                p.add_(1.0)
+        attach(ticket, masks_of(ticket))  # keep pruned entries at zero
+
+    def prune(ticket, level):
+        return imp_masks(ticket, 0.5, output_rate=None)
+
+    seen = list(imp(model, 3, prune, train=train))
+    assert [lv.level for lv in seen] == [0, 1, 2, 3] and trained_levels == [0, 1, 2, 3]
+    assert seen[0].masks == {}
+    for prev, cur in zip(seen[1:], seen[2:], strict=False):
+        assert all(not (cur.masks[n] & ~prev.masks[n]).any() for n in cur.masks)
+    for lv in seen[1:]:
+        for n, m in lv.masks.items():  # survivors start at the init (then +1 from training)
+            w = lv.ticket.state_dict()[n]
+            assert torch.equal(w[m], init[n][m] + 1.0) and not w[~m].any()
+    assert kept_fraction(seen[3].masks) == pytest.approx(0.125, abs=0.01)
 
 
 def test_random_masks_keep_per_layer_counts():
@@ -178,6 +254,14 @@ def test_late_rewinding_restores_the_step_k_state(tmp_path):
     assert not all(torch.equal(point[k], v) for k, v in rec.states["level_00/ticket"].items())
     _check_rewound(rec.states["level_01/ticket"], _masks(res.run, 1), point)
     assert set(res.levels[1]) == {"level", "remaining", "test_acc"}
+    # a folder made when late-rewound levels retrained from step 0 is not resumed silently
+    config = res.run.read_config()
+    assert config["rewind_retrain"] == "from_step_k"
+    del config["rewind_retrain"]
+    res.run.config_file.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="rewind_retrain='from_step_0'"):
+        lottery(TrainConfig(**CFG), levels=1, rewind_step=3, controls="none", root=tmp_path,
+                name=res.run.path.name, resume=True)  # fmt: skip
 
 
 class _Crash(Callback):
@@ -223,7 +307,9 @@ def test_killed_run_resumes_inside_the_level_and_skips_finished_units(full, tmp_
         (dict(rate=0.0), "rate=0.0"),
         (dict(rewind_step=-1), "rewind_step=-1"),
         (dict(controls="reinit,shuffle"), "shuffle"),
-        (dict(scope="erk"), "scope='erk'"),
+        (dict(scope="diagonal"), "scope='diagonal'"),
+        (dict(structure="nm:2:4"), "structure='nm:2:4'"),
+        (dict(method="nope"), "'nope' is not known"),
     ],
 )
 def test_bad_options_name_the_value(kw, needle):
@@ -241,3 +327,91 @@ def test_controls_parse():
     assert LotteryConfig(controls="none").control_list == ()
     assert LotteryConfig(controls="random,reinit").control_list == ("reinit", "random")
     assert LotteryConfig(controls=()).controls == "none"
+
+
+class _Steps(Callback):
+    """Counts each unit's optimizer steps, its first step number and the lr of each step."""
+
+    name = "steps"
+
+    def __init__(self) -> None:
+        self.count: dict[str, int] = {}
+        self.first: dict[str, int] = {}
+        self.lrs: dict[str, dict[int, float]] = {}
+
+    def after_step(self, trainer):
+        key = "/".join(trainer.run.path.parts[-2:])
+        self.count[key] = self.count.get(key, 0) + 1
+        self.first.setdefault(key, trainer.step)
+        self.lrs.setdefault(key, {})[trainer.step] = trainer.optimizer.param_groups[0]["lr"]
+
+
+def test_late_rewinding_trains_each_level_from_step_k_to_the_end(tmp_path):
+    """1912.05671: a level rewound to step k trains steps k+1..T of the same schedule."""
+    k, rec = 7, _Steps()  # k is not a multiple of the steps per epoch
+    cfg = TrainConfig(**{**CFG, "schedule": "cosine"})
+    res = lottery(cfg, levels=2, rewind_step=k, controls="reinit", root=tmp_path, callbacks=[rec])
+    total = rec.count["level_00/ticket"]
+    assert total > k and total % 2 == 0 and k % (total // 2) != 0  # 2 epochs
+    units = ["level_01/ticket", "level_01/reinit", "level_02/ticket", "level_02/reinit"]
+    for unit in units:
+        assert rec.count[unit] == total - k, unit
+        assert rec.first[unit] == k + 1, unit
+        # the learning rate continues the dense run's schedule from step k
+        assert rec.lrs[unit] == {t: rec.lrs["level_00/ticket"][t] for t in range(k + 1, total + 1)}
+    assert [r["level"] for r in res.levels] == [0, 1, 2]
+
+
+def test_imp_with_snip_scores_runs_as_a_lottery(tmp_path):
+    cfg = TrainConfig(**{**CFG, "epochs": 1})
+    res = lottery(
+        cfg,
+        levels=1,
+        rate=0.5,
+        controls="none",
+        method="snip",
+        root=tmp_path,
+        name="snip",
+    )
+    masks = _masks(res.run, 1)
+    dense = models.create("lenet300", dataset=data.load("digits", "train").info, width=0.5)
+    restore_model(
+        dense, *read_checkpoint(res.run.path / "levels/level_00/ticket/model.safetensors")
+    )
+    train = load_splits(cfg).train  # the data the run scored on (validation split held out)
+    expect = imp_masks(dense, 0.5, output_rate=0.25, method="snip", data=train)
+    assert all(torch.equal(masks[n], expect[n]) for n in expect)
+    assert res.run.read_config()["method"] == "snip"
+
+
+def test_imp_on_channels_prunes_the_remaining_channels_and_keeps_the_controls_structured(
+    tmp_path,
+):
+    cfg = TrainConfig(**{**CFG, "model": "conv2", "width": 0.25, "epochs": 1})
+    rec = _Starts()
+    res = lottery(
+        cfg, levels=2, rate=0.5, structure="channel", root=tmp_path, name="ch", callbacks=[rec]
+    )
+    info = data.load("digits", "train").info
+    fractions = []
+    for level in (1, 2):
+        model = models.create("conv2", dataset=info, width=0.25)
+        attach(model, _masks(res.run, level))
+        fractions.append(channel_fraction(model))
+        random = models.create("conv2", dataset=info, width=0.25)
+        attach(
+            random,
+            {
+                k[: -len("_mask")]: v
+                for k, v in rec.states[f"level_{level:02d}/random"].items()
+                if k.endswith("_mask")
+            },
+        )
+        groups = channel_groups(model)
+        ticket_keep, random_keep = kept_channels(model, groups), kept_channels(random, groups)
+        assert [int(k.sum()) for k in ticket_keep] == [int(k.sum()) for k in random_keep]
+        assert any(not torch.equal(a, b) for a, b in zip(ticket_keep, random_keep, strict=True))
+    assert fractions[0] == pytest.approx(0.5, abs=0.1)
+    assert fractions[1] == pytest.approx(0.75, abs=0.1)
+    m1, m2 = _masks(res.run, 1), _masks(res.run, 2)
+    assert all(not (m2[n] & ~m1[n]).any() for n in m1)

@@ -117,7 +117,8 @@ def test_iterative_synflow_differs_from_one_shot_and_avoids_collapse(data):
         ({"method": "nope"}, "'nope' is not known"),
         ({"structure": "nm:3:2"}, "N=3 > M=2"),
         ({"structure": "block:5"}, "block size 5 does not divide"),
-        ({"scope": "row"}, "scope 'row'"),
+        ({"scope": "row"}, "distribution='row'"),
+        ({"distribution": "row"}, "distribution='row'"),
         ({"sparsity": 1.0}, "sparsity=1.0"),
         ({"include": "conv9.*"}, "conv9"),
         ({"exclude": ["*"]}, "nothing prunable"),
@@ -157,7 +158,7 @@ def test_channel_structure_delegates_to_channels(monkeypatch, data):
 
     monkeypatch.setattr(channels, "channel_masks", fake)
     h = prune(model, "l1", 0.5, "channel", "layer", data=data)
-    assert calls == [(0.5, "l1", "layer")]
+    assert calls == [(0.5, "l1", "uniform")]  # "layer" is an alias of "uniform"
     assert bool((model.fc1.weight[10:] == 0).all()) and set(h.masks) == {"fc1.weight"}
 
 
@@ -165,3 +166,22 @@ def test_channel_structure_end_to_end(data):
     model = _fresh("conv2", 0.25, data.info)
     h = prune(model, "l1", 0.5, "channel", "global", data=data)
     assert h.masks and 0 < h.sparsity() < 1
+
+
+def test_channel_pruning_reports_channel_and_weight_sparsity_separately(data):
+    model = _fresh("conv2", 0.25, data.info)
+    h = prune(model, "l1", 0.5, "channel", "uniform", data=data)
+    assert h.channel_sparsity() == pytest.approx(0.5, abs=0.05)
+    weights = {
+        n: p
+        for n, p in model.named_parameters()
+        if n in h.masks
+        and isinstance(model.get_submodule(n.rpartition(".")[0]), (nn.Conv2d, nn.Linear))
+        and n.endswith("weight")
+    }
+    zeros = sum(int((p == 0).sum()) for p in weights.values())
+    assert h.weight_sparsity() == zeros / sum(p.numel() for p in weights.values())
+    assert h.weight_sparsity() != h.channel_sparsity()
+    assert 0 < h.weight_sparsity() < 1 and 0 < h.sparsity() < 1
+    unstructured = prune(_fresh("conv2", 0.25, data.info), "magnitude", 0.5)
+    assert unstructured.weight_sparsity() == unstructured.sparsity() == pytest.approx(0.5, abs=1e-3)

@@ -102,3 +102,57 @@ def test_gmp_reaches_exactly_the_final_sparsity_and_pruned_weights_stay_zero(dis
 def test_gmp_bad_options_are_value_errors(kw, needle):
     with pytest.raises(ValueError, match=needle):
         GradualPruning(helpers.model(), **kw)
+
+
+def test_gradual_channel_pruning_removes_whole_channels_on_the_schedule():
+    """GMP on the structure axis: the channel fraction follows the cubic schedule to the
+    target, removed channels never come back, and pruned weights stay zero."""
+    from sparta import data as sdata
+    from sparta import models
+    from sparta.sparsity.export import channel_fraction, kept_channels
+    from sparta.sparsity.groups import channel_groups
+
+    torch.manual_seed(0)
+    net = models.create("conv2", dataset=sdata.info("digits"), width=0.25)
+    gmp = GradualPruning(net, 0.5, start=0.25, end=0.75, interval=8, structure="channel")
+    groups = channel_groups(net)
+    fractions, keeps = [], []
+
+    class _Channels(Callback):
+        name = "channels"
+
+        def after_step(self, t):
+            if t.step % 8 == 0:
+                fractions.append(channel_fraction(t.model))
+                now = kept_channels(t.model, groups)
+                if keeps:
+                    assert all(not (k & ~p).any() for k, p in zip(now, keeps[-1], strict=True))
+                keeps.append(now)
+            params = dict(t.model.named_parameters())
+            for n, m in masks_of(t.model).items():
+                assert not params[n][~m].any(), n
+
+    trainer = helpers.fit(net, [gmp, _Channels()], epochs=4)
+    assert fractions[0] == 0.0 and fractions[-1] == pytest.approx(0.5, abs=0.05)
+    assert all(a <= b for a, b in zip(fractions, fractions[1:], strict=False))
+    assert len(set(fractions)) > 3  # several pruning steps, not one
+    assert trainer.history[-1]["channel_sparsity"] == fractions[-1]
+
+
+def test_gradual_pruning_with_snip_scores_and_uniform_distribution():
+    net = helpers.model()
+    shapes = {n: p.shape for n, p in prunable_parameters(net).items()}
+    gmp = GradualPruning(
+        net, 0.8, start=0.0, end=0.5, interval=16, distribution="layer", method="snip",
+        data=helpers.data(), batch_size=32,
+    )  # fmt: skip
+    assert gmp.distribution == "uniform"
+    check = _Monotone(net)
+    helpers.fit(net, [gmp, check], epochs=2)
+    masks = masks_of(net)
+    assert all(int(masks[n].sum()) == n_keep(s.numel(), 0.2) for n, s in shapes.items())
+
+
+def test_gmp_refuses_a_fixed_pattern():
+    with pytest.raises(ValueError, match="nm:2:4"):
+        GradualPruning(helpers.model(), 0.5, structure="nm:2:4")

@@ -116,7 +116,9 @@ def test_block_tile_score_is_the_sum():
 
 
 def test_select_rejects_bad_scope_and_channel():
-    with pytest.raises(ValueError, match="scope 'row' is not known; allowed: global, layer, erk"):
+    with pytest.raises(
+        ValueError, match="distribution='row' is not allowed; expected one of global, uniform, erk"
+    ):
         select("unstructured", {"w": torch.ones(2, 2)}, 0.5, "row")
     with pytest.raises(ValueError, match="channels"):
         select("channel", {"w": torch.ones(2, 2)}, 0.5)

@@ -1,13 +1,12 @@
-"""Backdoors: BadNets and blended poisoning, attack success rate, Trojan-ticket detection by
-pruning (arXiv 2205.11819), data-free trigger recovery, and removal by unlearning.
+"""Backdoors: BadNets and blended poisoning, attack success rate, data-free trigger recovery,
+and removal by unlearning. Trojan-ticket detection by pruning (arXiv 2205.11819) composes
+sparsity and backdoors, so it lives in :mod:`sparta.experiments.trojan`.
 
     poisoned = sparta.backdoor.poison(train, "badnets:ratio=0.05,target=0")
     sparta.backdoor.asr(model, test, poisoned.trigger, target=0)
-    result = sparta.backdoor.detect(model, train, test=test)   # result.score, result.trojan
-    rec = sparta.backdoor.recover(result.ticket, (1, 28, 28), 10)  # rec.target
+    rec = sparta.backdoor.recover(model, (1, 28, 28), 10)  # rec.target
 """
 
-from sparta.backdoor.detect import DetectOptions, DetectResult, barrier, detect, trojan_score
 from sparta.backdoor.metrics import asr, backdoor_metrics, clean_accuracy
 from sparta.backdoor.poison import (
     BlendTrigger,
@@ -29,8 +28,6 @@ from sparta.backdoor.remove import RemovalResult, remove
 
 __all__ = [
     "BlendTrigger",
-    "DetectOptions",
-    "DetectResult",
     "PatchTrigger",
     "PoisonConfig",
     "PoisonedData",
@@ -41,13 +38,10 @@ __all__ = [
     "anomaly_index",
     "asr",
     "backdoor_metrics",
-    "barrier",
     "clean_accuracy",
-    "detect",
     "parse_poison",
     "poison",
     "recover",
     "remove",
     "stamp",
-    "trojan_score",
 ]

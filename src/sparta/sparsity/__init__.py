@@ -1,14 +1,15 @@
-"""Sparsity: masks as buffers; criteria, structures and scopes that turn scores into masks;
-schedules (one-shot, gradual, lottery tickets), dynamic sparse training, and export."""
+"""Sparsity: masks as buffers; one pruner with four independent axes (score: any criterion;
+structure: unstructured, N:M, block, channel; distribution: global, uniform, erk; schedule:
+one-shot, gradual, iterative with rewinding, dynamic), and export."""
 
-from sparta.sparsity.allocation import allocate, erk, uniform
+from sparta.sparsity.allocation import DISTRIBUTIONS, allocate, check_distribution, erk, uniform
 from sparta.sparsity.channels import channel_masks, channel_scores, prune_channels
 from sparta.sparsity.criteria import criterion_names, register_criterion, score
 from sparta.sparsity.dst import SET, DynamicSparsity, RigL, create_dst
 from sparta.sparsity.export import compact, compact_report, sparse_size_bytes, to_sparse
 from sparta.sparsity.groups import ChannelGroup, channel_groups
 from sparta.sparsity.handle import MaskCallback, SparsityHandle
-from sparta.sparsity.lottery import LotteryConfig, LotteryResult, lottery
+from sparta.sparsity.lottery import LotteryConfig, LotteryResult, imp, imp_masks, lottery
 from sparta.sparsity.masks import (
     apply_masks,
     attach,
@@ -19,13 +20,14 @@ from sparta.sparsity.masks import (
     named_masks,
     prunable_parameters,
 )
-from sparta.sparsity.pruning import prune
+from sparta.sparsity.pruning import prune, select_masks
 from sparta.sparsity.report import format_report, report
 from sparta.sparsity.schedules import GradualPruning, cubic_sparsity
 from sparta.sparsity.structures import parse_structure
 from sparta.sparsity.topk import global_masks, keep_top, layer_masks
 
 __all__ = [
+    "DISTRIBUTIONS",
     "SET",
     "ChannelGroup",
     "DynamicSparsity",
@@ -41,6 +43,7 @@ __all__ = [
     "channel_groups",
     "channel_masks",
     "channel_scores",
+    "check_distribution",
     "compact",
     "compact_report",
     "create_dst",
@@ -51,6 +54,8 @@ __all__ = [
     "erk",
     "format_report",
     "global_masks",
+    "imp",
+    "imp_masks",
     "keep_top",
     "layer_masks",
     "lottery",
@@ -63,6 +68,7 @@ __all__ = [
     "register_criterion",
     "report",
     "score",
+    "select_masks",
     "sparse_size_bytes",
     "to_sparse",
     "uniform",

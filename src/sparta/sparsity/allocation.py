@@ -1,4 +1,10 @@
-"""Layer-wise density allocations that meet a global sparsity: uniform and ERK."""
+"""The distribution axis: how a sparsity target is spread over layers.
+
+One vocabulary for every caller (one-shot, gradual, iterative and dynamic sparsity):
+``global`` (one ranking over all layers), ``uniform`` (every layer at the same sparsity;
+``layer`` is accepted as an alias) and ``erk`` (Erdos-Renyi-Kernel densities). ``uniform``
+and ``erk`` are layer-wise density allocations (:func:`allocate`).
+"""
 
 from __future__ import annotations
 
@@ -40,11 +46,25 @@ def erk(shapes: Mapping[str, torch.Size], sparsity: float, power: float = 1.0) -
     return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
 
 
-ALLOCATIONS = {"uniform": uniform, "layer": uniform, "erk": erk}
+ALLOCATIONS = {"uniform": uniform, "erk": erk}
+DISTRIBUTIONS = ("global", *ALLOCATIONS)
+ALIASES = {"layer": "uniform"}
+
+
+def check_distribution(
+    name: str, allowed: tuple[str, ...] = DISTRIBUTIONS, what: str = "distribution"
+) -> str:
+    """The canonical name of distribution ``name`` (``layer`` -> ``uniform``); a ValueError
+    naming the value (as option ``what``) and the ``allowed`` ones otherwise."""
+    canonical = ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
+    if canonical not in allowed:
+        raise ValueError(
+            f"{what}={name!r} is not allowed; expected one of {', '.join(allowed)}"
+            + (" (or 'layer', an alias of 'uniform')" if "uniform" in allowed else "")
+        )
+    return canonical
 
 
 def allocate(kind: str, shapes: Mapping[str, torch.Size], sparsity: float) -> dict[str, float]:
     """Densities per layer for an allocation ``kind`` (``uniform``/``layer`` or ``erk``)."""
-    if kind not in ALLOCATIONS:
-        raise ValueError(f"allocation {kind!r} is not known; allowed: {', '.join(ALLOCATIONS)}")
-    return ALLOCATIONS[kind](shapes, sparsity)
+    return ALLOCATIONS[check_distribution(kind, tuple(ALLOCATIONS))](shapes, sparsity)

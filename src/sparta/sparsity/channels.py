@@ -22,12 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparta.sparsity.allocation import check_distribution
+from sparta.sparsity.export import kept_channels
 from sparta.sparsity.groups import ChannelGroup, channel_groups
 from sparta.sparsity.masks import attach
 from sparta.sparsity.topk import check_sparsity, n_keep
 
 CHANNEL_METHODS = ("l1", "l2", "bn", "random")
-SCOPES = ("layer", "uniform", "global")
+SCOPES = ("global", "uniform")  # channel distributions; "layer" is an alias of "uniform"
 
 
 def _criteria_names() -> list[str]:
@@ -86,25 +88,26 @@ def channel_scores(
 
 
 def select_channels(
-    scores: Sequence[torch.Tensor], sparsity: float, scope: str = "layer"
+    scores: Sequence[torch.Tensor], sparsity: float, scope: str = "uniform"
 ) -> list[torch.Tensor]:
     """Boolean keep-vectors, one per group, removing ``sparsity`` of the channels.
 
-    ``layer`` (alias ``uniform``): each group keeps ``round(size * (1 - sparsity))`` of its
-    own channels. ``global``: scores are divided by their group's mean, and the lowest
-    ``round(total * sparsity)`` channels over all groups go. Either way a group keeps at
-    least one channel (its best), which can lower the global count slightly.
+    ``scope`` is the distribution: ``uniform`` (alias ``layer``): each group keeps
+    ``round(size * (1 - sparsity))`` of its own channels. ``global``: scores are divided by
+    their group's mean (over its finite scores), and the lowest ``round(total * sparsity)``
+    channels over all groups go. Either way a group keeps at least one channel (its best),
+    which can lower the global count slightly. A channel scored ``-inf`` (already removed)
+    goes first.
     """
     check_sparsity(sparsity)
-    if scope not in SCOPES:
-        if scope == "erk":
-            raise ValueError(
-                "scope 'erk' is not defined for channel sparsity (it allocates weights, not "
-                "channels); use 'layer' (the same fraction in every group) or 'global'"
-            )
-        raise ValueError(f"scope {scope!r} is not allowed for channels; allowed: {SCOPES}")
+    if str(scope).strip().lower() == "erk":
+        raise ValueError(
+            "distribution 'erk' is not defined for channel sparsity (it allocates weights, "
+            "not channels); use 'uniform' (the same fraction in every group) or 'global'"
+        )
+    scope = check_distribution(scope, SCOPES)
     keeps = []
-    if scope in ("layer", "uniform"):
+    if scope == "uniform":
         for s in scores:
             k = max(1, n_keep(s.numel(), 1.0 - sparsity))
             keep = torch.zeros(s.numel(), dtype=torch.bool)
@@ -120,7 +123,9 @@ def select_channels(
         order = _order(s)
         keep[order[-1]] = True  # the best channel of every group stays
         keeps.append(keep)
-        norm = s.double() / max(float(s.double().mean()), 1e-12)
+        finite = s.double()[torch.isfinite(s.double())]
+        mean = float(finite.mean()) if finite.numel() else 1.0
+        norm = s.double() / max(mean, 1e-12)
         rest = order[:-1]
         candidates.append(norm[rest])
         owners.append(torch.stack([torch.full_like(rest, i), rest], 1))
@@ -181,7 +186,7 @@ def channel_masks(
     model: nn.Module,
     sparsity: float,
     method: str = "l1",
-    scope: str = "layer",
+    scope: str = "uniform",
     data: Any = None,
     *,
     input_shape: Sequence[int] | None = None,
@@ -190,13 +195,19 @@ def channel_masks(
 ) -> dict[str, torch.Tensor]:
     """Parameter name -> bool mask removing ``sparsity`` of the channels of every prunable
     group of ``model`` (see the module docstring for ``method`` and :func:`select_channels`
-    for ``scope``). ``input_shape`` defaults to the model's sparta spec. Attach the result
-    with :func:`sparta.sparsity.masks.attach` (or use :func:`prune_channels`)."""
+    for ``scope``, the distribution). Channels the model's masks already remove score
+    ``-inf``, so they stay removed. ``input_shape`` defaults to the model's sparta spec.
+    Attach the result with :func:`sparta.sparsity.masks.attach` (or use
+    :func:`prune_channels`)."""
     check_sparsity(sparsity)
     groups = channel_groups(model, input_shape)
     if not groups:
         raise ValueError(f"{type(model).__name__} has no prunable channel group")
     scores = channel_scores(model, groups, method, data, seed=seed, **criterion_options)
+    scores = [
+        s.float().masked_fill(~alive, -float("inf"))
+        for s, alive in zip(scores, kept_channels(model, groups), strict=True)
+    ]
     keeps = select_channels(scores, sparsity, scope)
     return masks_for(model, groups, keeps)
 
@@ -205,7 +216,7 @@ def prune_channels(
     model: nn.Module,
     sparsity: float,
     method: str = "l1",
-    scope: str = "layer",
+    scope: str = "uniform",
     data: Any = None,
     **options: Any,
 ) -> dict[str, torch.Tensor]:

@@ -1,15 +1,23 @@
-"""Iterative magnitude pruning (IMP) with rewinding: lottery tickets.
+"""Iterative pruning with rewinding (IMP): lottery tickets, and the one IMP loop.
 
 Frankle & Carbin, "The Lottery Ticket Hypothesis" (ICLR 2019, arXiv 1803.03635), with late
 rewinding from Frankle, Dziugaite, Roy & Carbin, "Linear Mode Connectivity and the Lottery
 Ticket Hypothesis" (ICML 2020, arXiv 1912.05671).
 
-Level 0 trains the dense network. Level ``L`` prunes ``rate`` of the weights that survived
-level ``L-1``, ranked by the magnitude of level ``L-1``'s trained weights, rewinds the
-survivors (and every unpruned parameter) to the rewind point (init, or the dense run's state
-after ``rewind_step`` optimizer steps) and retrains with the mask enforced. Controls trained
-at each level: ``reinit`` (same mask, fresh random init from another seed) and ``random``
-(a random mask with the ticket's per-layer counts, rewound weights).
+:func:`imp` is the loop every iterative schedule uses (lottery tickets here, Trojan tickets in
+:mod:`sparta.experiments.trojan`): level 0 is the model as given (trained by the caller's
+``train``); level ``L`` prunes ``rate`` of the weights that survived level ``L-1``
+(:func:`imp_masks`: any criterion, structure and distribution, through the same selection as
+one-shot :func:`sparta.sparsity.pruning.prune`), rewinds the survivors (and every unpruned
+parameter) to the rewind point and hands the ticket to ``train``.
+
+:func:`lottery` runs it with run folders. Level 0 trains the dense network; the rewind point
+is its init, or its state after ``rewind_step`` optimizer steps (late rewinding). Each level
+then trains from step ``rewind_step`` to the end of the schedule of ``config.epochs`` (the
+learning rate and the data order continue from there, with a fresh optimizer), as in the
+late-rewinding paper. Controls trained at each level: ``reinit`` (same mask, fresh random
+init from another seed) and ``random`` (a random mask with the ticket's per-layer counts,
+or per-group channel counts, rewound weights).
 
 Every (level, branch) is a resumable unit with its own Trainer run folder::
 
@@ -19,18 +27,19 @@ Every (level, branch) is a resumable unit with its own Trainer run folder::
     <run>/levels/level_XX/{ticket,reinit,random}/   checkpoints/, model.safetensors, summary.json
 
 A unit with a ``summary.json`` is finished and skipped on re-run (as in open_lth); a unit
-killed mid-way resumes from its newest epoch checkpoint. Retraining starts a fresh optimizer
-and the full schedule of ``config.epochs`` at every level, also after late rewinding.
+killed mid-way resumes from its newest epoch checkpoint.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,38 +47,55 @@ import torch
 from torch import nn
 
 from sparta import models
-from sparta.io import read_checkpoint, save, write_checkpoint
+from sparta.data import ImageDataset
+from sparta.io import read_checkpoint, restore_model, save, write_checkpoint
 from sparta.options import Options, option, require
 from sparta.runs import DEFAULT_ROOT, Run
+from sparta.sparsity.allocation import ALIASES, DISTRIBUTIONS, allocate, check_distribution
 from sparta.sparsity.handle import SparsityHandle
-from sparta.sparsity.masks import attach, prunable_parameters
-from sparta.sparsity.topk import global_masks, keep_top, n_keep
+from sparta.sparsity.masks import SUFFIX, attach, masks_of, prunable_parameters
+from sparta.sparsity.pruning import select_masks
+from sparta.sparsity.structures import parse_structure
+from sparta.sparsity.topk import keep_top, n_keep
 from sparta.train import Callback, TrainConfig, Trainer, evaluate, load_splits
 from sparta.train.api import Splits
 
 log = logging.getLogger(__name__)
 
 CONTROLS = ("reinit", "random")
-SCOPES = ("layer", "global")
+SCOPES = (*DISTRIBUTIONS, *ALIASES)  # the distributions, "layer" an alias of "uniform"
 BRANCHES = ("ticket", *CONTROLS)
 ACC_KEYS = {"ticket": "test_acc", "reinit": "reinit_acc", "random": "random_acc"}
 # options that may change when a run folder is resumed (more levels, more controls)
 _RESUMABLE_CHANGES = {"levels", "controls"}
+# what a run folder written before a key existed meant by it: late-rewound levels were
+# retrained from step 0 then, so such a folder cannot be resumed under the new rule
+_LEGACY = {"rewind_retrain": "from_step_0"}
+
+
+def default_output_rate(rate: float, distribution: str) -> float | None:
+    """The output layer's IMP rate: half of ``rate`` with the ``uniform`` distribution
+    (Frankle & Carbin 2019, Sec. 2 / Fig. 2), else None (ranked with the other layers)."""
+    return rate / 2 if check_distribution(distribution) == "uniform" else None
 
 
 @dataclass
 class LotteryConfig(Options):
-    """Options of iterative magnitude pruning (their fields are the CLI flags)."""
+    """Options of iterative pruning with rewinding (their fields are the CLI flags)."""
 
     levels: int = option(10, "pruning levels after the dense level 0")
-    rate: float = option(0.2, "fraction of the remaining weights pruned at each level")
+    rate: float = option(0.2, "fraction of the remaining weights (or channels) pruned per level")
     output_rate: float | None = option(
         None,
-        "rate of the output layer; default: half of --rate with scope 'layer' (Frankle & "
+        "rate of the output layer; default: half of --rate with scope 'uniform' (Frankle & "
         "Carbin 2019, Sec. 2 / Fig. 2: connections to the output pruned at half the rate), "
-        "with scope 'global' the output layer joins the global ranking (Sec. 4)",
+        "otherwise the output layer joins the ranking (Sec. 4)",
     )
-    scope: str = option("layer", "rank weights per layer or across layers", choices=SCOPES)
+    scope: str = option(
+        "uniform", "distribution: uniform (alias layer), global or erk", choices=SCOPES
+    )
+    method: str = option("magnitude", "criterion ranking the survivors (magnitude, snip, ...)")
+    structure: str = option("unstructured", "unstructured, block:b or channel")
     rewind_step: int = option(0, "rewind survivors to the dense run's step k (0: the init)")
     controls: str = option("reinit,random", "controls trained at each level: reinit,random or none")
 
@@ -77,6 +103,7 @@ class LotteryConfig(Options):
         if not isinstance(self.controls, str):
             self.controls = ",".join(self.controls) or "none"
         self.validate()
+        self.scope = check_distribution(self.scope)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value and what is allowed."""
@@ -86,6 +113,12 @@ class LotteryConfig(Options):
             require(0 <= self.output_rate < 1, "output_rate", self.output_rate, "[0, 1)")
         require(self.scope in SCOPES, "scope", self.scope, f"one of {SCOPES}")
         require(self.rewind_step >= 0, "rewind_step", self.rewind_step, "an integer >= 0")
+        st = parse_structure(self.structure)
+        require(st.density is None, "structure", self.structure, "unstructured, block:b or channel")
+        from sparta.sparsity.criteria import criterion
+
+        if st.kind != "channel":
+            criterion(self.method)
         self.control_list  # noqa: B018 - validates the names
 
     @property
@@ -103,10 +136,10 @@ class LotteryConfig(Options):
         return tuple(c for c in CONTROLS if c in names)
 
     def effective_output_rate(self) -> float | None:
-        """The output layer's rate, or None when it is ranked with the others (global)."""
+        """The output layer's rate, or None when it is ranked with the others."""
         if self.output_rate is not None:
             return self.output_rate
-        return self.rate / 2 if self.scope == "layer" else None
+        return default_output_rate(self.rate, self.scope)
 
 
 @dataclass
@@ -119,33 +152,67 @@ class LotteryResult:
 
 
 # ------------------------------------------------------------------ masks
-def prune_level(
-    weights: dict[str, torch.Tensor],
-    masks: dict[str, torch.Tensor],
+def imp_masks(
+    model: nn.Module,
     rate: float,
-    output_rate: float | None,
-    scope: str = "layer",
-    output: str | None = None,
+    *,
+    output_rate: float | None = None,
+    distribution: str = "uniform",
+    method: str = "magnitude",
+    structure: str = "unstructured",
+    data: ImageDataset | None = None,
+    include: str | Iterable[str] | None = None,
+    exclude: Iterable[str] = (),
+    **criterion_options: Any,
 ) -> dict[str, torch.Tensor]:
-    """Masks keeping ``1 - rate`` of each mask's survivors, by ``|weight|``.
+    """Masks pruning ``rate`` of ``model``'s surviving weights (one IMP level), nested in the
+    masks it carries, by criterion ``method`` within ``structure`` and ``distribution``.
 
-    ``scope="layer"`` ranks each tensor on its own; ``"global"`` ranks all tensors but
-    ``output`` together. The tensor named ``output`` is pruned on its own at ``output_rate``
-    (with ``output_rate=None`` it is treated like the others). Kept counts are
-    ``round(survivors * (1 - rate))``, per tensor or per pool; new masks nest in the old.
+    Unstructured and block: ``uniform`` keeps ``round(survivors * (1 - rate))`` of every
+    tensor; ``global`` ranks all tensors but the output layer together and keeps that
+    share of the pool; ``erk`` spreads the pool's kept count by ERK. With ``output_rate``
+    the output layer (the last prunable tensor) is pruned on its own at that rate.
+    ``channel``: ``rate`` of the remaining channels go (``output_rate`` does not apply).
     """
-    scores = {n: torch.where(masks[n], w.detach().abs().float(), -1.0) for n, w in weights.items()}
-    alive = {n: int(m.sum()) for n, m in masks.items()}
-    alone = {output} if output is not None and output_rate is not None else set()
-    rates = {n: output_rate if n in alone else rate for n in scores}
-    if scope == "layer":
-        return {n: keep_top(s, n_keep(alive[n], 1 - rates[n])) for n, s in scores.items()}
-    pool = {n: s for n, s in scores.items() if n not in alone}
-    k = n_keep(sum(alive[n] for n in pool), 1 - rate)
-    total = sum(s.numel() for s in pool.values())
-    new = global_masks(pool, 1 - k / total) if k else {n: s < -2 for n, s in pool.items()}
-    new.update({n: keep_top(scores[n], n_keep(alive[n], 1 - rates[n])) for n in alone})
-    return {n: new[n] for n in scores}
+    if not 0 < rate < 1:
+        raise ValueError(f"rate={rate!r} is not allowed; expected a number in (0, 1)")
+    st, dist = parse_structure(structure), check_distribution(distribution)
+    opts: dict[str, Any] = dict(criterion_options, data=data)
+    if st.kind == "channel":
+        from sparta.sparsity.export import channel_fraction
+
+        remaining = 1.0 - channel_fraction(model)
+        return select_masks(model, 1.0 - remaining * (1.0 - rate), method, st, dist, **opts)
+    if st.density is not None:
+        raise ValueError(f"structure {st} fixes the sparsity; it has no iterative schedule")
+    params = prunable_parameters(model, include, exclude)
+    current = masks_of(model)
+    alive = {n: int(current[n].sum()) if n in current else p.numel() for n, p in params.items()}
+    out = list(params)[-1]
+    alone = {out} if output_rate is not None else set()
+
+    def density(name: str) -> float:
+        kept = n_keep(alive[name], 1.0 - (output_rate if name in alone else rate))
+        return kept / params[name].numel()
+
+    if dist == "uniform":
+        densities = {n: density(n) for n in params}
+        return select_masks(model, 0.0, method, st, densities, params=params, **opts)
+    pool = {n: p for n, p in params.items() if n not in alone}
+    kept = n_keep(sum(alive[n] for n in pool), 1.0 - rate)
+    total = sum(p.numel() for p in pool.values())
+    if kept == 0:
+        masks = {n: torch.zeros_like(p, dtype=torch.bool) for n, p in pool.items()}
+    else:
+        target = 1.0 - kept / total
+        spread: str | dict[str, float] = dist
+        if dist == "erk":
+            spread = allocate("erk", {n: p.shape for n, p in pool.items()}, target)
+        masks = select_masks(model, target, method, st, spread, params=pool, **opts)
+    if alone:
+        only = {out: params[out]}
+        masks.update(select_masks(model, 0.0, method, st, {out: density(out)}, params=only, **opts))
+    return {n: masks[n] for n in params}
 
 
 def random_masks_like(masks: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
@@ -154,9 +221,86 @@ def random_masks_like(masks: dict[str, torch.Tensor], seed: int) -> dict[str, to
     return {n: keep_top(torch.rand(m.shape, generator=g), int(m.sum())) for n, m in masks.items()}
 
 
+def random_channel_masks(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """Channel masks keeping, in every group, as many uniformly random channels as the masks
+    of ``model`` keep."""
+    from sparta.sparsity.channels import masks_for
+    from sparta.sparsity.export import kept_channels
+    from sparta.sparsity.groups import channel_groups
+
+    g = torch.Generator().manual_seed(seed)
+    groups = channel_groups(model)
+    keeps = [
+        keep_top(torch.rand(k.numel(), generator=g), int(k.sum()))
+        for k in kept_channels(model, groups)
+    ]
+    return masks_for(model, groups, keeps)
+
+
 def kept_fraction(masks: dict[str, torch.Tensor]) -> float:
     """Fraction of the masked entries that are kept."""
     return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+
+
+# ------------------------------------------------------------------ the IMP loop
+def rewound(
+    template: nn.Module, state: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]
+) -> nn.Module:
+    """A copy of ``template`` with the weights and buffers of ``state`` (its masks left out)
+    and ``masks`` attached: the survivors at the rewind point, the rest zero."""
+    model = copy.deepcopy(template)
+    weights = {k: v for k, v in state.items() if not k.endswith(SUFFIX)}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.endswith(SUFFIX)]
+    if missing or unexpected:
+        raise ValueError(f"rewind point does not match the model: {(missing + unexpected)[0]}")
+    attach(model, masks)
+    return model
+
+
+@dataclass
+class ImpLevel:
+    """One level of :func:`imp`: its ``ticket`` (trained by the caller's ``train``) and the
+    ``masks`` it was pruned to (empty at level 0). ``next_masks``, computed on first use,
+    are the masks of the next level: the ticket pruned once more."""
+
+    level: int
+    ticket: nn.Module
+    masks: dict[str, torch.Tensor]
+    prune: Callable[[nn.Module, int], dict[str, torch.Tensor]] = field(repr=False)
+
+    @functools.cached_property
+    def next_masks(self) -> dict[str, torch.Tensor]:
+        return self.prune(self.ticket, self.level + 1)
+
+
+def imp(
+    model: nn.Module,
+    levels: int,
+    prune: Callable[[nn.Module, int], dict[str, torch.Tensor]],
+    *,
+    train: Callable[[nn.Module, int], nn.Module | None] | None = None,
+    rewind: Callable[[], Mapping[str, torch.Tensor]] | None = None,
+) -> Iterator[ImpLevel]:
+    """Iterative pruning with rewinding: yield level 0 and ``levels`` pruned levels.
+
+    Level 0's ticket is ``train(model, 0)`` (or ``model``). Level ``L``'s masks are
+    ``prune(ticket of L-1, L)`` (e.g. :func:`imp_masks`); its ticket is a copy of the
+    untrained ``model`` rewound to ``rewind()`` (default: ``model``'s state as given) with
+    those masks, then ``train(ticket, L)`` (which may return another module, e.g. one read
+    back from disk). ``model`` itself is only changed by ``train``.
+    """
+    template = copy.deepcopy(model)
+    point = None if rewind is not None else copy.deepcopy(model.state_dict())
+    ticket = (train(model, 0) if train is not None else None) or model
+    previous = ImpLevel(0, ticket, {}, prune)
+    yield previous
+    for level in range(1, levels + 1):
+        masks = previous.next_masks
+        ticket = rewound(template, rewind() if rewind is not None else point, masks)
+        ticket = (train(ticket, level) if train is not None else None) or ticket
+        previous = ImpLevel(level, ticket, masks, prune)
+        yield previous
 
 
 # ------------------------------------------------------------------ callbacks
@@ -171,6 +315,38 @@ class SaveAtStep(Callback):
     def after_step(self, trainer: Trainer) -> None:
         if trainer.step == self.step:
             save(trainer.model, self.path, step=self.step)
+
+
+class RewoundTrainer(Trainer):
+    """A Trainer that starts at optimizer step ``start_step`` of its schedule (late rewinding,
+    1912.05671): the learning-rate schedule and the per-epoch data order continue from
+    there, so ``total_steps - start_step`` optimizer steps are taken. The batches of the
+    starting epoch before ``start_step`` are not trained on; they are only evaluated (eval
+    mode, no gradient) for that epoch's training metrics. A resumed unit continues from its
+    checkpoint as usual."""
+
+    def __init__(self, *args: Any, start_step: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not 0 <= start_step <= self.total_steps:
+            raise ValueError(
+                f"start_step={start_step} is not allowed; expected 0..{self.total_steps}"
+            )
+        self.start_step = start_step
+        self.epoch = start_step // self.steps_per_epoch
+        self.step = self.epoch * self.steps_per_epoch
+
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.step >= self.start_step:
+            return super().train_step(x, y, weight)
+        self.step += 1  # a step of the schedule before the rewind point: skipped
+        mode = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            loss, logits = self.objective(self._forward, x, y)
+        self.model.train(mode)
+        return loss, logits
 
 
 # ------------------------------------------------------------------ the run
@@ -196,6 +372,13 @@ class _Context:
     def rewind_file(self) -> Path:
         return self.run.file("rewind.safetensors")
 
+    def rewind_point(self) -> dict[str, torch.Tensor]:
+        if not self.rewind_file.is_file():
+            raise FileNotFoundError(
+                f"rewind point {self.rewind_file} is missing; rerun with --overwrite"
+            )
+        return read_checkpoint(self.rewind_file)[0]
+
 
 def _derived_seed(seed: int, level: int, branch: str) -> int:
     return (seed * 1_000_003 + level * 7919 + BRANCHES.index(branch) * 104_729 + 1) % (2**62)
@@ -206,6 +389,7 @@ def _train_unit(
     folder: Path,
     make_model: Callable[[], nn.Module],
     extra: Sequence[Callback] = (),
+    start_step: int = 0,
 ) -> dict[str, Any]:
     """Train one unit in ``folder`` (resuming it), or read its result when it is finished."""
     done = folder / "summary.json"
@@ -215,7 +399,7 @@ def _train_unit(
         ctx.cfg.to_dict(), "lottery-unit", root=folder.parent, name=folder.name, resume=True
     )
     model = make_model()
-    trainer = Trainer(
+    trainer = RewoundTrainer(
         model,
         ctx.splits.train,
         ctx.cfg,
@@ -223,6 +407,7 @@ def _train_unit(
         callbacks=[SparsityHandle(model).callback(), *extra, *ctx.callbacks],
         run=run,
         quiet=ctx.quiet,
+        start_step=start_step,
     )
     trainer.fit(resume=True)
     test = evaluate(trainer.model, ctx.splits.test, ctx.cfg.eval_batch_size, trainer.device)
@@ -238,66 +423,76 @@ def _train_unit(
     return summary
 
 
-def _dense_level(ctx: _Context) -> dict[str, Any]:
+def _trained(ctx: _Context, level: int) -> nn.Module:
+    """The trained ticket of ``level``, read back from its unit folder."""
+    model = ctx.new_model(ctx.cfg.seed)
+    restore_model(model, *read_checkpoint(ctx.level_dir(level) / "ticket" / "model.safetensors"))
+    return model
+
+
+def _dense_level(ctx: _Context, model: nn.Module) -> dict[str, Any]:
     """Level 0: train the dense network and keep the rewind point."""
     k = ctx.opts.rewind_step
 
     def make() -> nn.Module:
-        model = ctx.new_model(ctx.cfg.seed)
         if k == 0 and not ctx.rewind_file.is_file():
             save(model, ctx.rewind_file, step=0)
         return model
 
     extra = [SaveAtStep(k, ctx.rewind_file)] if k > 0 else []
     res = _train_unit(ctx, ctx.level_dir(0) / "ticket", make, extra)
-    if not ctx.rewind_file.is_file():
-        raise FileNotFoundError(
-            f"rewind point {ctx.rewind_file} is missing; rerun with --overwrite"
-        )
+    ctx.rewind_point()  # it must exist now
     return {"level": 0, "remaining": 1.0, "test_acc": res["test_acc"]}
 
 
-def _level_mask(ctx: _Context, level: int) -> dict[str, torch.Tensor]:
-    """The ticket mask of ``level``, pruned from level ``level - 1``'s trained ticket."""
+def _level_mask(ctx: _Context, model: nn.Module, level: int) -> dict[str, torch.Tensor]:
+    """The ticket mask of ``level``, pruned from level ``level - 1``'s trained ticket
+    ``model`` (read back from the level's mask file once it is written)."""
     path = ctx.level_dir(level) / "mask.safetensors"
     if path.with_suffix(".json").is_file():  # the sidecar is written last
         return read_checkpoint(path)[0]
-    tensors, _ = read_checkpoint(ctx.level_dir(level - 1) / "ticket" / "model.safetensors")
-    names = list(prunable_parameters(ctx.new_model(ctx.cfg.seed)))
-    weights = {n: tensors[n] for n in names}
-    previous = {
-        n: tensors.get(n + "_mask", torch.ones_like(w, dtype=torch.bool))
-        for n, w in weights.items()
-    }
     o = ctx.opts
-    masks = prune_level(weights, previous, o.rate, o.effective_output_rate(), o.scope, names[-1])
+    masks = imp_masks(
+        model,
+        o.rate,
+        output_rate=o.effective_output_rate(),
+        distribution=o.scope,
+        method=o.method,
+        structure=o.structure,
+        data=ctx.splits.train,
+    )
     write_checkpoint(path, masks, {"level": level, "remaining": kept_fraction(masks)})
     return masks
 
 
-def _rewound(ctx: _Context, masks: dict[str, torch.Tensor], seed: int | None = None) -> nn.Module:
-    """A model at the rewind point (or a fresh init from ``seed``) with ``masks`` attached."""
-    model = ctx.new_model(ctx.cfg.seed if seed is None else seed)
-    if seed is None:
-        model.load_state_dict(read_checkpoint(ctx.rewind_file)[0])
-    attach(model, masks)
-    return model
-
-
-def _pruned_level(ctx: _Context, level: int) -> dict[str, Any]:
-    """Level >= 1: the ticket and the controls asked for."""
-    masks = _level_mask(ctx, level)
+def _pruned_level(ctx: _Context, ticket: nn.Module, level: int) -> dict[str, Any]:
+    """Level >= 1: train the rewound ``ticket`` and the controls asked for, from the rewind
+    step to the end of the schedule."""
+    masks = masks_of(ticket)
     seed = ctx.cfg.seed
+
+    def random_control() -> nn.Module:
+        control_seed = _derived_seed(seed, level, "random")
+        if parse_structure(ctx.opts.structure).kind == "channel":
+            chosen = random_channel_masks(ticket, control_seed)
+        else:
+            chosen = random_masks_like(masks, control_seed)
+        return rewound(ctx.new_model(seed), ctx.rewind_point(), chosen)
+
+    def reinit_control() -> nn.Module:
+        model = ctx.new_model(_derived_seed(seed, level, "reinit"))
+        attach(model, masks)
+        return model
+
     makers: dict[str, Callable[[], nn.Module]] = {
-        "ticket": lambda: _rewound(ctx, masks),
-        "reinit": lambda: _rewound(ctx, masks, seed=_derived_seed(seed, level, "reinit")),
-        "random": lambda: _rewound(
-            ctx, random_masks_like(masks, _derived_seed(seed, level, "random"))
-        ),
+        "ticket": lambda: ticket,
+        "reinit": reinit_control,
+        "random": random_control,
     }
     row: dict[str, Any] = {"level": level, "remaining": kept_fraction(masks)}
     for branch in ("ticket", *ctx.opts.control_list):
-        res = _train_unit(ctx, ctx.level_dir(level) / branch, makers[branch])
+        folder = ctx.level_dir(level) / branch
+        res = _train_unit(ctx, folder, makers[branch], start_step=ctx.opts.rewind_step)
         row[ACC_KEYS[branch]] = res["test_acc"]
     return row
 
@@ -311,10 +506,13 @@ def _open_run(
     path = Path(root) / (name or f"lottery-{config_hash(config)}")
     if resume and (path / "config.yaml").is_file():
         old = Run(path).read_config()
+        if "scope" in old:  # folders written before "uniform" became the canonical name
+            old["scope"] = ALIASES.get(old["scope"], old["scope"])
         for key, value in config.items():
-            if key not in _RESUMABLE_CHANGES and key in old and old[key] != value:
+            was = old.get(key, _LEGACY.get(key, value))
+            if key not in _RESUMABLE_CHANGES and was != value:
                 raise ValueError(
-                    f"run folder {path} was made with {key}={old[key]!r}, not {value!r}; "
+                    f"run folder {path} was made with {key}={was!r}, not {value!r}; "
                     "use another --name or --overwrite"
                 )
     return Run.create(
@@ -343,10 +541,25 @@ def run_lottery(
             f"({config.epochs} epochs x {math.ceil(len(splits.train) / config.batch_size)})"
         )
     full = {**config.to_dict(), **options.to_dict()}
+    if options.rewind_step > 0:  # levels train from step k to the end (1912.05671)
+        full["rewind_retrain"] = "from_step_k"
     run = _open_run(full, root, name, resume, overwrite)
     ctx = _Context(run, config, options, splits, callbacks, quiet)
-    levels = [_dense_level(ctx)]
-    levels += [_pruned_level(ctx, level) for level in range(1, options.levels + 1)]
+    levels: list[dict[str, Any]] = []
+
+    def train(model: nn.Module, level: int) -> nn.Module:
+        row = _dense_level(ctx, model) if level == 0 else _pruned_level(ctx, model, level)
+        levels.append(row)
+        return _trained(ctx, level)
+
+    for _ in imp(
+        ctx.new_model(config.seed),
+        options.levels,
+        functools.partial(_level_mask, ctx),
+        train=train,
+        rewind=ctx.rewind_point,
+    ):
+        pass
     last = levels[-1]
     summary = {
         "levels": levels,
@@ -371,7 +584,9 @@ def lottery(
     controls: Sequence[str] | str = CONTROLS,
     *,
     output_rate: float | None = None,
-    scope: str = "layer",
+    scope: str = "uniform",
+    method: str = "magnitude",
+    structure: str = "unstructured",
     root: str | os.PathLike = DEFAULT_ROOT,
     name: str | None = None,
     resume: bool = False,
@@ -379,14 +594,17 @@ def lottery(
     callbacks: Sequence[Callback] = (),
     quiet: bool = True,
 ) -> LotteryResult:
-    """Iterative magnitude pruning with rewinding, ``levels`` levels after the dense one.
+    """Iterative pruning with rewinding, ``levels`` levels after the dense one.
 
     Each level prunes ``rate`` of the remaining prunable weights (the output layer at
-    ``output_rate``, default half the rate with ``scope="layer"``), rewinds survivors to
-    the init (``rewind_step=0``) or to step k of the dense run, and retrains
-    ``config.epochs``; ``controls`` ("reinit", "random") are trained beside each ticket.
-    Writes a run folder ``root/name``; ``resume`` skips finished units and continues a
-    killed one. ``callbacks`` are added to every unit's Trainer.
+    ``output_rate``, default half the rate with ``scope="uniform"``; channels with
+    ``structure="channel"``) ranked by criterion ``method`` (default magnitude: IMP),
+    rewinds survivors to the init (``rewind_step=0``) or to step k of the dense run, and
+    retrains from that step to the end of ``config.epochs``; ``controls`` ("reinit",
+    "random") are trained beside each ticket. ``scope`` is the distribution: ``uniform``
+    (alias ``layer``), ``global`` or ``erk``. Writes a run folder ``root/name``; ``resume``
+    skips finished units and continues a killed one. ``callbacks`` are added to every
+    unit's Trainer.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     opts = LotteryConfig(
@@ -394,6 +612,8 @@ def lottery(
         rate=rate,
         output_rate=output_rate,
         scope=scope,
+        method=method,
+        structure=structure,
         rewind_step=rewind_step,
         controls=controls if isinstance(controls, str) else ",".join(controls) or "none",
     )

@@ -1,9 +1,11 @@
-"""Sparsity over time: the cubic schedule of gradual magnitude pruning (Zhu & Gupta,
-1710.01878) as a training callback, the cosine decay of DST drop fractions, and helpers
-that keep an optimizer's state harmless when masks change.
+"""Sparsity over time: the cubic schedule of gradual pruning (Zhu & Gupta, 1710.01878) as a
+training callback, the cosine decay of DST drop fractions, and helpers that keep an
+optimizer's state harmless when masks change.
 
 One-shot pruning (at init, or of a trained model before fine-tuning) is a single call to
-``sparta.sparsity.pruning.prune`` followed by training with its handle's callback.
+``sparta.sparsity.pruning.prune`` followed by training with its handle's callback. Gradual
+pruning calls the same selection (:func:`sparta.sparsity.pruning.select_masks`) at every
+pruning step, so any criterion, structure and distribution work with it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from sparta.sparsity.allocation import ALLOCATIONS, allocate
+from sparta.data import ImageDataset
+from sparta.sparsity.allocation import DISTRIBUTIONS, check_distribution
 from sparta.sparsity.handle import MaskCallback
 from sparta.sparsity.masks import (
     apply_masks,
@@ -24,12 +27,14 @@ from sparta.sparsity.masks import (
     prunable_parameters,
     reset_optimizer_state,
 )
-from sparta.sparsity.topk import check_sparsity, global_masks, layer_masks
+from sparta.sparsity.pruning import select_masks
+from sparta.sparsity.structures import parse_structure
+from sparta.sparsity.topk import check_sparsity
 
 if TYPE_CHECKING:
     from sparta.train.loop import Trainer
 
-DISTRIBUTIONS = ("global", *ALLOCATIONS)
+__all__ = ["DISTRIBUTIONS", "GradualPruning", "cosine_decay", "cubic_sparsity", "current_sparsity"]
 
 
 def cubic_sparsity(step: int, s_i: float, s_f: float, t0: int, n: int, dt: int) -> float:
@@ -70,13 +75,15 @@ def ensure_masks(model: nn.Module, names: Iterable[str]) -> None:
 
 
 class GradualPruning(MaskCallback):
-    """Gradual magnitude pruning on the cubic schedule, as a training callback.
+    """Gradual pruning on the cubic schedule, as a training callback (GMP by default).
 
-    Every ``interval`` steps from ``start`` to ``end`` (fractions of training) the smallest
-    weights are pruned so that the masked parameters reach ``cubic_sparsity`` of that step;
-    the scope is one ``global`` threshold or per-layer densities (``uniform``/``layer`` or
-    ``erk``). Pruned entries never come back; their optimizer state is zeroed. Between
-    updates gradients are masked after backward and weights re-masked after each step.
+    Every ``interval`` steps from ``start`` to ``end`` (fractions of training) the masked
+    parameters are pruned to ``cubic_sparsity`` of that step by one call of
+    :func:`sparta.sparsity.pruning.select_masks`: criterion ``method`` (default magnitude;
+    ``data`` feeds data-dependent ones), ``structure`` (unstructured, ``block:b`` or
+    ``channel``, where the sparsity is the fraction of channels) and ``distribution``
+    (``global``, ``uniform``/``layer`` or ``erk``). Pruned entries never come back; their
+    optimizer state is zeroed. Between updates gradients are masked after backward.
     """
 
     name = "gmp"
@@ -91,8 +98,12 @@ class GradualPruning(MaskCallback):
         end: float = 0.6,
         interval: int = 100,
         distribution: str = "global",
+        method: str = "magnitude",
+        structure: str = "unstructured",
+        data: ImageDataset | None = None,
         include: str | Iterable[str] | None = None,
         exclude: Iterable[str] = (),
+        **criterion_options: Any,
     ) -> None:
         check_sparsity(sparsity)
         check_sparsity(initial_sparsity)
@@ -107,15 +118,28 @@ class GradualPruning(MaskCallback):
             )
         if interval < 1:
             raise ValueError(f"interval={interval} is not allowed; expected an integer >= 1")
-        if distribution not in DISTRIBUTIONS:
+        self.structure = parse_structure(structure)
+        if self.structure.density is not None:
             raise ValueError(
-                f"distribution={distribution!r} is not allowed; expected one of {DISTRIBUTIONS}"
+                f"structure={structure!r} fixes the sparsity; it has no gradual schedule "
+                "(prune it once with sparta.sparsity.prune)"
             )
+        self.distribution = check_distribution(distribution)
         self.s_i, self.s_f = float(initial_sparsity), float(sparsity)
         self.start, self.end, self.interval = start, end, interval
-        self.distribution = distribution
+        self.method, self.data, self.criterion_options = method, data, criterion_options
         super().__init__()
-        self.names = list(prunable_parameters(model, include, exclude))
+        if self.structure.kind == "channel":
+            from sparta.sparsity.channels import masks_for
+            from sparta.sparsity.groups import channel_groups
+
+            groups = channel_groups(model)
+            everything = [torch.ones(g.size, dtype=torch.bool) for g in groups]
+            self.names = list(masks_for(model, groups, everything))
+            self.params = None
+        else:
+            self.params = prunable_parameters(model, include, exclude)
+            self.names = list(self.params)
         ensure_masks(model, self.names)
         self.t0, self.n, self.dt = 0, 1, interval
         self.target = 0.0
@@ -135,32 +159,42 @@ class GradualPruning(MaskCallback):
         t = trainer.step
         if self.t0 <= t <= self.t0 + self.n * self.dt and (t - self.t0) % self.dt == 0:
             self.target = cubic_sparsity(t, self.s_i, self.s_f, self.t0, self.n, self.dt)
-            self.prune_to(trainer.model, self.target, trainer.optimizer)
+            self._prune(trainer.model, self.target, trainer.optimizer)
         super().after_step(trainer)
 
-    @torch.no_grad()
-    def prune_to(
+    def _prune(
         self, model: nn.Module, sparsity: float, optimizer: torch.optim.Optimizer | None = None
     ) -> None:
-        """Prune the smallest surviving weights until the masked parameters reach ``sparsity``."""
-        params, masks = dict(model.named_parameters()), masks_of(model)
-        # pruned entries score -1, below every |w|: they are the first to stay out
-        scores = {n: torch.where(masks[n], params[n].abs(), -1.0) for n in self.names}
-        if self.distribution == "global":
-            new = global_masks(scores, sparsity)
-        else:
-            shapes = {n: s.shape for n, s in scores.items()}
-            new = layer_masks(scores, allocate(self.distribution, shapes, sparsity))
-        for n in self.names:
-            keep = new[n].to(masks[n].device) & masks[n]
-            reset_optimizer_state(optimizer, params[n], masks[n] & ~keep)
-            masks[n].copy_(keep)
+        """Shrink the masks to ``sparsity`` (one selection step; pruned entries stay out)."""
+        params = dict(model.named_parameters())
+        if self.params is not None:  # the live parameters (the model may have moved)
+            self.params = {n: params[n] for n in self.names}
+        new = select_masks(
+            model,
+            sparsity,
+            self.method,
+            self.structure,
+            self.distribution,
+            self.data,
+            params=self.params,
+            **self.criterion_options,
+        )
+        masks = masks_of(model)
+        with torch.no_grad():
+            for n in self.names:
+                keep = new[n].to(masks[n].device) if n in new else masks[n]
+                reset_optimizer_state(optimizer, params[n], masks[n] & ~keep)
+                masks[n].copy_(keep)
         apply_masks(model)
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         super().on_epoch_end(trainer, metrics)
         metrics["sparsity"] = current_sparsity(trainer.model)
         metrics["gmp_target"] = self.target
+        if self.structure.kind == "channel":
+            from sparta.sparsity.export import channel_fraction
+
+            metrics["channel_sparsity"] = channel_fraction(trainer.model)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "target": self.target}

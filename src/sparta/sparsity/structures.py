@@ -5,11 +5,11 @@
   ``N`` are kept (e.g. ``nm:2:4`` for sparse tensor cores). A Linear weight ``[out, in]``
   has groups of ``M`` consecutive inputs in each row; a convolution ``[O, I, kh, kw]`` has
   groups of ``M`` consecutive input channels at each ``(o, kh, kw)`` (``I % M == 0``). The
-  layer sparsity is therefore fixed at ``1 - N/M``: the requested sparsity and the scope
-  (global, layer, erk) are ignored.
+  layer sparsity is therefore fixed at ``1 - N/M``: the requested sparsity and the
+  distribution (global, uniform, erk) are ignored.
 * ``block:b``: ``b x b`` tiles of the 2-D view ``[out, in * kh * kw]`` are kept or pruned
   whole; a tile's score is the sum of its entries' scores and tiles are ranked by the same
-  top-k as single weights (globally or per layer), then expanded to entries.
+  top-k as single weights (by the distribution), then expanded to entries.
 * ``channel``: whole output channels with their dependants (handled by
   :mod:`sparta.sparsity.channels`).
 """
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import torch
 
-from sparta.sparsity.allocation import allocate
+from sparta.sparsity.allocation import DISTRIBUTIONS, allocate, check_distribution
 from sparta.sparsity.topk import check_sparsity, global_masks, layer_masks
 
 KINDS = ("unstructured", "nm:N:M", "block:b", "channel")
-SCOPES = ("global", "layer", "erk")
+SCOPES = DISTRIBUTIONS  # the old name of the distribution vocabulary
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,10 @@ def parse_structure(text: str | Structure) -> Structure:
     raise ValueError(f"structure {text!r} is not known; allowed: {', '.join(KINDS)}")
 
 
-def check_scope(scope: str) -> None:
-    if scope not in SCOPES:
-        raise ValueError(f"scope {scope!r} is not known; allowed: {', '.join(SCOPES)}")
+def check_scope(scope: str) -> str:
+    """:func:`check_distribution` under the old option name ``scope`` (``sparta prune
+    --scope``); returns the canonical distribution."""
+    return check_distribution(scope, what="scope")
 
 
 def nm_mask(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
@@ -137,27 +138,28 @@ def select(
     structure: str | Structure,
     scores: Mapping[str, torch.Tensor],
     sparsity: float,
-    scope: str = "global",
+    distribution: str | Mapping[str, float] = "global",
 ) -> dict[str, torch.Tensor]:
-    """Boolean masks (True = keep) from ``scores`` for a structure and a scope.
+    """Boolean masks (True = keep) from ``scores`` for a structure and a distribution.
 
-    ``scope``: ``global`` (one threshold over all units), ``layer`` (every layer at
-    ``sparsity``) or ``erk`` (Erdos-Renyi-Kernel densities from the parameter shapes).
-    N:M ignores ``sparsity`` and ``scope``.
+    ``distribution``: ``global`` (one threshold over all units), ``uniform`` (alias
+    ``layer``: every layer at ``sparsity``), ``erk`` (Erdos-Renyi-Kernel densities from the
+    parameter shapes), or a mapping of explicit per-layer densities (``sparsity`` unused).
+    N:M ignores ``sparsity`` and ``distribution``.
     """
     st = parse_structure(structure)
     check_sparsity(sparsity)
-    check_scope(scope)
     if st.kind == "channel":
         raise ValueError("structure 'channel' is selected by sparta.sparsity.channels")
     st.check({n: s.shape for n, s in scores.items()})
     if st.kind == "nm":
         return {n: nm_mask(s, st.n, st.m) for n, s in scores.items()}
     units = {n: st.units(s) for n, s in scores.items()}
-    if scope == "global":
+    if isinstance(distribution, Mapping):
+        kept = layer_masks(units, distribution)
+    elif check_distribution(distribution) == "global":
         kept = global_masks(units, sparsity)
     else:
-        kept = layer_masks(
-            units, allocate(scope, {n: s.shape for n, s in scores.items()}, sparsity)
-        )
+        shapes = {n: s.shape for n, s in scores.items()}
+        kept = layer_masks(units, allocate(distribution, shapes, sparsity))
     return {n: st.expand(kept[n], s.shape) for n, s in scores.items()}

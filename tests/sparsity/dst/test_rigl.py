@@ -1,7 +1,9 @@
+import pytest
 import torch
 
 from sparta.sparsity.dst import RigL
 from sparta.sparsity.masks import attach, masks_of
+from sparta.sparsity.topk import n_keep
 from tests.sparsity.dst import helpers
 
 
@@ -61,3 +63,16 @@ def test_rigl_reads_the_dense_gradient_and_its_update_replaces_the_step():
     assert dst.dense_reads and all(dst.dense_reads)
     assert [s for s, same in check.frozen if same] == [10, 20, 30]
     assert check.changed_steps == [10, 20, 30] and check.grown_at_zero
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "layer"])
+def test_rigl_with_the_uniform_distribution(distribution):
+    """RigL on the distribution axis: every layer at the same density, kept while it trains."""
+    net = helpers.model()
+    dst = RigL(net, 0.8, distribution=distribution, update_interval=10, drop_fraction=0.5)
+    assert dst.distribution == "uniform"
+    check = helpers.Invariants(net)
+    helpers.fit(net, [dst, check], epochs=2)
+    assert check.changed_steps, "the topology never changed"
+    for name, mask in masks_of(net).items():
+        assert int(mask.sum()) == n_keep(mask.numel(), 0.2), name

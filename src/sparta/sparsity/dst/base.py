@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from sparta.sparsity.allocation import ALLOCATIONS, allocate
+from sparta.sparsity.allocation import ALLOCATIONS, allocate, check_distribution
 from sparta.sparsity.handle import MaskCallback
 from sparta.sparsity.masks import (
     attach,
@@ -27,6 +27,7 @@ from sparta.sparsity.masks import (
     prunable_parameters,
     reset_optimizer_state,
 )
+from sparta.sparsity.pruning import select_masks
 from sparta.sparsity.schedules import cosine_decay, current_sparsity
 from sparta.sparsity.topk import check_sparsity, keep_top, n_keep
 
@@ -108,11 +109,7 @@ class DynamicSparsity(MaskCallback):
             raise ValueError(
                 f"update_interval={update_interval!r} is not allowed; expected an integer >= 1"
             )
-        if distribution not in ALLOCATIONS:
-            raise ValueError(
-                f"distribution={distribution!r} is not allowed; expected one of "
-                f"{tuple(ALLOCATIONS)}"
-            )
+        distribution = check_distribution(distribution, tuple(ALLOCATIONS))
         self.sparsity, self.distribution = float(sparsity), distribution
         self.interval, self.drop_fraction = update_interval, drop_fraction
         self.stop_fraction, self.seed = stop_fraction, seed
@@ -169,13 +166,19 @@ class DynamicSparsity(MaskCallback):
         """Drop and regrow ``floor(nnz z_t)`` connections in every masked layer."""
         fraction = cosine_decay(step, self.drop_fraction, self.end_step)
         params, masks = dict(model.named_parameters()), masks_of(model)
+        drops = {n: int(int(masks[n].sum()) * fraction) for n in self.names}
+        if any(drops.values()):  # drop by magnitude: the pruner's selection, per layer
+            densities = {n: (int(masks[n].sum()) - drops[n]) / masks[n].numel() for n in drops}
+            survivors = {n: params[n] for n in self.names}
+            kept_all = select_masks(
+                model, 0.0, "magnitude", "unstructured", densities, params=survivors
+            )
         for index, name in enumerate(self.names):
             p, mask = params[name], masks[name]
-            active = int(mask.sum())
-            k = int(active * fraction)
+            k = drops[name]
             if k == 0:
                 continue
-            kept = keep_top(torch.where(mask, p.abs(), -1.0), active - k)
+            kept = kept_all[name].to(mask.device)
             score = self.grow_score(name, p, step, index).masked_fill(kept, -float("inf"))
             new = kept | keep_top(score, k)
             reset_optimizer_state(optimizer, p, new ^ mask)

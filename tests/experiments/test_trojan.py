@@ -1,4 +1,5 @@
-"""The Trojan score (LMC error barrier) on hand-made cases, and the IMP levels of detect()."""
+"""Trojan tickets (sparsity + backdoor): the Trojan score (LMC error barrier) on hand-made
+cases, the IMP levels of detect(), the verdict, and the plot of a run folder."""
 
 import copy
 
@@ -7,9 +8,18 @@ import torch
 from torch import nn
 
 from sparta import data, models
-from sparta.backdoor import DetectOptions, asr, barrier, detect
-from sparta.backdoor.detect import error_curve, interpolate, noise_data
+from sparta.backdoor import asr
 from sparta.data import DatasetInfo, ImageDataset
+from sparta.experiments.trojan import (
+    DetectOptions,
+    barrier,
+    detect,
+    error_curve,
+    interpolate,
+    noise_data,
+)
+from sparta.report.trojan import plot_detection_run
+from sparta.runs import Run
 from sparta.sparsity import masks_of
 from sparta.sparsity.lottery import kept_fraction
 
@@ -70,6 +80,35 @@ def test_detect_levels_prune_twenty_percent_and_leave_model_alone():
         assert res.target in res.recoveries["ticket"].flagged
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert not masks_of(model)
+
+
+def test_detect_tickets_match_the_one_imp_loop():
+    """detect() prunes exactly what the IMP loop with magnitude scores prunes: replaying
+    sparta.sparsity.lottery.imp with the same retraining gives the same level-1 mask."""
+    from sparta.sparsity.lottery import imp, imp_masks
+
+    train = data.load("synthetic", "train", n=128, shape=(1, 8, 8), num_classes=4, seed=1)
+    torch.manual_seed(0)
+    model = models.create("lenet300", dataset=train.info, width=0.25)
+    opts = DetectOptions(rounds=1, retrain_epochs=0, batch_size=32, finetune_steps=2,
+                         score_batches=1, recover_steps=2, recover_n=4)  # fmt: skip
+    res = detect(model, train, opts)
+    steps = list(imp(model, 1, lambda m, _: imp_masks(m, 0.2, output_rate=0.1)))
+    assert all(torch.equal(masks_of(res.ticket)[n], m) for n, m in steps[1].masks.items())
+    assert res.best_level == 1 and res.levels[1]["remaining"] == kept_fraction(steps[1].masks)
+
+
+def test_the_detection_plot_is_drawn_from_the_run_folder(tmp_path):
+    levels = [
+        {"level": 0, "remaining": 1.0, "score": 0.1, "test_acc": 0.9, "asr": 0.95},
+        {"level": 1, "remaining": 0.8, "score": 0.3, "test_acc": 0.88, "asr": 0.9},
+    ]
+    run = Run.create({"model": "lenet300"}, "backdoor-detect", tmp_path, "det")
+    run.write_summary({"trojan": True, "levels": levels})
+    (path,) = plot_detection_run(run.path)
+    assert path == run.file("levels.png") and path.stat().st_size > 1000
+    with pytest.raises(FileNotFoundError, match="summary.json"):
+        plot_detection_run(tmp_path / "missing")
 
 
 def test_data_free_noise_is_labelled_by_the_model():

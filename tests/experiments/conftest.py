@@ -1,0 +1,3 @@
+"""The backdoor tests' shared planted-trigger model, for the Trojan-ticket tests."""
+
+from tests.backdoor.conftest import planted  # noqa: F401
