@@ -109,7 +109,9 @@ def load(
     ds = entry.obj(
         split=split, root=None if root is None else os.fspath(root), download=download, **kw
     )
-    log.info("loaded %s/%s: %d samples of shape %s", entry.name, split, len(ds), tuple(ds.x.shape[1:]))
+    log.info(
+        "loaded %s/%s: %d samples of shape %s", entry.name, split, len(ds), tuple(ds.x.shape[1:])
+    )
     return ds
 
 
