@@ -191,8 +191,10 @@ KINDS: dict[str, str] = {
 
 
 def kinds() -> list[str]:
-    """Every kind of registry that ``sparta list`` can print."""
-    return sorted(set(KINDS) | set(_ALL))
+    """Every kind of registry that ``sparta list`` can print: those of :data:`KINDS` and any
+    other registry that names the module filling it (ad-hoc registries without one are not
+    listed, though :func:`get_registry` finds them)."""
+    return sorted(set(KINDS) | {k for k, r in _ALL.items() if r.populate})
 
 
 def get_registry(kind: str) -> Registry[Any]:
