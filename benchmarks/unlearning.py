@@ -58,7 +58,7 @@ def checks(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out["pruning_narrows_ft_gap"] = sparse < dense
     for s in sparsities:
         base = [by[(m, s)]["avg_gap"] for m in ("ft", "ga", "rl") if (m, s) in by]
-        for m in ("l1_sparse", "salun"):
+        for m in ("l1-sparse", "salun"):
             if base and (m, s) in by:
                 out[f"{m}_beats_ft_ga_rl_at_{s:g}"] = by[(m, s)]["avg_gap"] < min(base)
     out["rte_ratio"] = {f"{r['method']}@{r['sparsity']:g}": r["rte_ratio"] for r in rows}

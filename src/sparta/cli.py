@@ -22,6 +22,7 @@ COMMANDS = [
     "train",
     "eval",
     "info",
+    "list",
     "lottery",
     "prune",
     "export",

@@ -49,16 +49,24 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Named objects of one kind; ``register`` is a decorator, lookups raise ``ValueError``."""
 
-    def __init__(self, kind: str, populate: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        populate: str | tuple[str, ...] | None = None,
+        label: str | None = None,
+    ) -> None:
+        """``populate``: module(s) whose import registers the built-in entries; ``label``:
+        the singular noun of error messages ("dataset 'x' is not known"; default ``kind``)."""
         self.kind = kind
-        self.populate = populate
+        self.populate = (populate,) if isinstance(populate, str) else tuple(populate or ())
+        self.label = label or kind
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
         _ALL[kind] = self
 
     def _fill(self) -> None:
-        if self.populate:
-            importlib.import_module(self.populate)
+        for module in self.populate:
+            importlib.import_module(module)
 
     def register(
         self, name: str, *, aliases: tuple[str, ...] | list[str] = (), **meta: Any
@@ -86,7 +94,7 @@ class Registry(Generic[T]):
             return old
         for n in (key, *alias_keys):
             if n in self._entries or n in self._aliases:
-                raise ValueError(f"{self.kind} name {n!r} is already registered")
+                raise ValueError(f"{self.label} name {n!r} is already registered")
         entry = Entry(key, obj, alias_keys, dict(meta))
         self._entries[key] = entry
         for a in alias_keys:
@@ -101,7 +109,7 @@ class Registry(Generic[T]):
         key = self._aliases.get(key, key)
         if key not in self._entries:
             raise ValueError(
-                f"{self.kind} name {name!r} is not known; allowed: {', '.join(self.names())}"
+                f"{self.label} {name!r} is not known; allowed: {', '.join(self.names())}"
             )
         return key
 
@@ -119,19 +127,33 @@ class Registry(Generic[T]):
             return False
         return True
 
-    def names(self, pattern: str = "*") -> list[str]:
-        """Canonical names matching a shell pattern (also matched against aliases), sorted."""
-        return [e.name for e in self.entries(pattern)]
+    def names(self, pattern: str | None = "*", **meta: Any) -> list[str]:
+        """Canonical names matching a shell pattern (also matched against aliases), sorted;
+        ``meta`` keeps only entries whose metadata has those values (``black_box=True``)."""
+        return [e.name for e in self.entries(pattern, **meta)]
 
-    def entries(self, pattern: str = "*") -> list[Entry[T]]:
-        """Entries whose name or an alias matches ``pattern``, sorted by name."""
+    def entries(self, pattern: str | None = "*", **meta: Any) -> list[Entry[T]]:
+        """Entries whose name or an alias matches ``pattern`` (None: all) and whose
+        metadata has the values in ``meta``, sorted by name."""
         self._fill()
-        pat = canonical(pattern)
+        pat = canonical("*" if pattern is None else pattern)
         return [
             e
             for name, e in sorted(self._entries.items())
             if any(fnmatch.fnmatchcase(n, pat) for n in (name, *e.aliases))
+            and all(e.meta.get(k) == v for k, v in meta.items())
         ]
+
+    def aliases(self, pattern: str | None = "*", **meta: Any) -> list[str]:
+        """Every name that resolves (canonical names and aliases) of the matching entries."""
+        return sorted(n for e in self.entries(pattern, **meta) for n in (e.name, *e.aliases))
+
+    def remove(self, name: str) -> Entry[T]:
+        """Unregister ``name`` with its aliases (for tests that register temporary entries)."""
+        entry = self._entries.pop(self.resolve(name))
+        for a in entry.aliases:
+            self._aliases.pop(a, None)
+        return entry
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -169,8 +191,10 @@ KINDS: dict[str, str] = {
 
 
 def kinds() -> list[str]:
-    """Every kind of registry that ``sparta list`` can print."""
-    return sorted(set(KINDS) | set(_ALL))
+    """Every kind of registry that ``sparta list`` can print: those of :data:`KINDS` and any
+    other registry that names the module filling it (ad-hoc registries without one are not
+    listed, though :func:`get_registry` finds them)."""
+    return sorted(set(KINDS) | {k for k, r in _ALL.items() if r.populate})
 
 
 def get_registry(kind: str) -> Registry[Any]:

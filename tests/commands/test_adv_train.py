@@ -75,3 +75,25 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path, capsys):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sparta: error:") and needle in lines[0], err
+
+
+def test_adv_pgd_and_pgd_at_are_one_objective():
+    from sparta.cli import build_parser
+    from sparta.commands.adv_train import ADV_METHODS, AdvTrainOptions, objective_of
+    from sparta.defenses import PGDAdversarialTraining
+    from sparta.registry import get_registry
+
+    assert set(ADV_METHODS) == {"", *get_registry("objectives").aliases(adversarial=True)}
+    assert {"pgd", "pgd-at", "trades", "fast", "wot"} <= set(ADV_METHODS)
+    made = []
+    for adv in ("pgd", "pgd-at"):
+        args = build_parser().parse_args(
+            ["train", "--adv", adv, "--eps", "0.2", "--adv-steps", "3"]
+        )
+        opts = AdvTrainOptions(adv=args.adv, eps=args.eps, adv_steps=args.adv_steps)
+        made.append(objective_of(opts, seed=1))
+    a, b = made
+    assert type(a) is type(b) is PGDAdversarialTraining
+    keys = ("eps", "steps", "alpha", "norm", "label_smoothing")
+    assert [getattr(a, k, None) for k in keys] == [getattr(b, k, None) for k in keys]
+    assert a.eps == 0.2 and a.steps == 3

@@ -22,10 +22,11 @@ def test_names() -> None:
 
 
 def test_unknown_name_split_and_option() -> None:
-    with pytest.raises(ValueError, match=r"unknown dataset 'nope'; allowed: .*fashion-mnist"):
+    with pytest.raises(ValueError, match=r"dataset 'nope' is not known; allowed: .*fashion-mnist"):
         data.load("nope")
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(ValueError, match="dataset 'nope' is not known"):
         data.info("nope")
+    assert data.info("Fashion_MNIST") is data.info("fashion-mnist")
     with pytest.raises(ValueError, match=r"unknown split 'val'.*allowed: train, test"):
         data.load("synthetic", "val")
     with pytest.raises(ValueError, match=r"no option 'shape'; allowed: none"):
@@ -47,7 +48,7 @@ def test_info_without_loading() -> None:
 
 
 def test_register_and_load_custom(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry.DATASETS, "_entries", dict(registry.DATASETS._entries))
     info = DatasetInfo("ones", (1, 2, 2), 2, (1.0,), (0.0,))
 
     @data.register_dataset("ones", info=info)

@@ -46,7 +46,7 @@ def test_alias_and_spelling_resolve_to_canonical() -> None:
 
 
 def test_unknown_name_lists_allowed() -> None:
-    with pytest.raises(ValueError, match="unknown model 'resnet99'") as err:
+    with pytest.raises(ValueError, match="model 'resnet99' is not known") as err:
         create("resnet99", FASHION)
     for n in EXPECTED:
         assert n in str(err.value)

@@ -4,7 +4,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.data import DatasetInfo, ImageDataset
-from sparta.sparsity.criteria import criterion_names, register_criterion, score
+from sparta.sparsity.criteria import (
+    CRITERIA,
+    criterion,
+    criterion_names,
+    register_criterion,
+    score,
+)
 from sparta.sparsity.criteria.common import loss_grads
 from sparta.sparsity.masks import prunable_parameters
 from sparta.sparsity.pruning import prune
@@ -39,12 +45,28 @@ def test_registry_names_and_errors():
     assert criterion_names() == ["grasp", "magnitude", "random", "snip", "synflow", "taylor"]
     model = _two_layer()
     params = prunable_parameters(model)
-    with pytest.raises(ValueError, match="'nope' is not known; allowed: grasp, magnitude"):
+    with pytest.raises(
+        ValueError,
+        match="'nope' is not known; allowed: bn-scale, grasp, l1, l2, magnitude, random, snip",
+    ):
         score("nope", model, params)
+    with pytest.raises(ValueError, match="'l1' scores whole channels only"):
+        score("l1", model, params)
     with pytest.raises(ValueError, match="'snip' needs data"):
         score("snip", model, params)
     with pytest.raises(ValueError, match="already registered"):
         register_criterion("magnitude", needs_data=False)(lambda *a, **k: {})
+
+
+def test_channel_criteria_are_registered_with_aliases():
+    assert criterion_names("channel") == [
+        "bn-scale",
+        *["grasp", "l1", "l2", "magnitude", "random", "snip", "synflow", "taylor"],
+    ]
+    assert CRITERIA.names(structure="channel") == ["bn-scale", "l1", "l2"]
+    assert criterion("BN").name == "bn-scale" and criterion("bn_scale").channel is not None
+    assert criterion("random").channel is not None and criterion("magnitude").channel is None
+    assert CRITERIA.get("l1").doc.startswith("L1 norm")
 
 
 def test_snip_equals_hand_computed_w_times_grad():

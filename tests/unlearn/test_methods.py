@@ -22,10 +22,14 @@ QUICK = UnlearnOptions(epochs=2, retrain_epochs=2, batch_size=32, mia_max=100)
 
 
 def test_registry_names_and_errors():
-    assert method_names() == ["retrain", "ft", "ga", "l1_sparse", "rl", "salun"]
-    assert get_method("L1-sparse").name == "l1_sparse"
+    assert method_names() == ["retrain", "ft", "ga", "l1-sparse", "rl", "salun"]
+    assert (
+        get_method("L1-sparse").name == "l1-sparse" and get_method("l1_sparse").name == "l1-sparse"
+    )
     assert (get_method("ga").epochs, get_method("ga").lr) == (5, 1e-4)
-    with pytest.raises(ValueError, match="'scrub' is not known; allowed: retrain, ft"):
+    with pytest.raises(
+        ValueError, match="'scrub' is not known; allowed: ft, ga, l1-sparse, retrain, rl, salun"
+    ):
         get_method("scrub")
 
 

@@ -16,10 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta.registry import Registry
 from sparta.train.evaluate import frozen  # noqa: F401  (re-exported for attacks)
 
 NORMS = ("linf", "l2")
-_ATTACKS: dict[str, type[Attack]] = {}
+#: every attack class by name; ``meta['black_box']`` as the class says
+ATTACKS: Registry[type[Attack]] = Registry("attacks", populate="sparta.attacks", label="attack")
+_ATTACKS = ATTACKS  # the old name (``_ATTACKS[name]`` still gives the class)
 
 
 @dataclass
@@ -36,29 +39,27 @@ class AttackResult:
         return ~self.success
 
 
-def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
+def register_attack(
+    name: str, aliases: tuple[str, ...] = ()
+) -> Callable[[type[Attack]], type[Attack]]:
     """Class decorator: make an :class:`Attack` subclass available by ``name``."""
 
     def deco(cls: type[Attack]) -> type[Attack]:
-        if name in _ATTACKS:
-            raise ValueError(f"attack name {name!r} is already registered")
-        cls.name = name
-        _ATTACKS[name] = cls
+        entry = ATTACKS.add(name, cls, aliases=aliases, black_box=bool(cls.black_box))
+        cls.name = entry.name
         return cls
 
     return deco
 
 
-def names(black_box: bool | None = None) -> list[str]:
+def names(black_box: bool | None = None, pattern: str | None = None) -> list[str]:
     """Registered attack names (optionally only black-box or only white-box ones)."""
-    return sorted(n for n, c in _ATTACKS.items() if black_box is None or c.black_box == black_box)
+    return ATTACKS.names(pattern, **({} if black_box is None else {"black_box": black_box}))
 
 
 def create(name: str, model: nn.Module, **options: Any) -> Attack:
     """``create("pgd", model, eps=0.1, norm="linf", steps=10)``."""
-    if name not in _ATTACKS:
-        raise ValueError(f"attack {name!r} is not known; allowed: {', '.join(names())}")
-    return _ATTACKS[name](model, **options)
+    return ATTACKS[name](model, **options)
 
 
 def check_eps(eps: float) -> float:

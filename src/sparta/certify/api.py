@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -11,14 +12,17 @@ from sparta.certify.crown import intermediate_bounds, optimize_alphas, output_bo
 from sparta.certify.domain import InputDomain
 from sparta.certify.graph import Graph, Interval, trace
 from sparta.certify.ibp import interval, margin_interval, spec_matrix
+from sparta.certify.methods import CERTIFY, register_certify_method
 
-METHODS = ("ibp", "crown", "alpha-crown")
 
-
-def check_method(method: str, allowed: tuple[str, ...] = METHODS) -> str:
-    if method not in allowed:
+def check_method(method: str, allowed: tuple[str, ...] | None = None) -> str:
+    """The canonical name of certification ``method`` if it is one of ``allowed`` (default:
+    the bound methods, :data:`METHODS`); else a ValueError naming it and the allowed ones."""
+    allowed = METHODS if allowed is None else allowed
+    key = CERTIFY.resolve(method) if method in CERTIFY else str(method)
+    if key not in allowed:
         raise ValueError(f"method={method!r} is not allowed; expected one of {', '.join(allowed)}")
-    return method
+    return key
 
 
 @dataclass
@@ -81,7 +85,7 @@ def bounds(
     method, norm or eps, and :class:`~sparta.certify.graph.UnsupportedLayerError` naming a
     layer the method cannot bound.
     """
-    check_method(method)
+    method = check_method(method)
     domain = InputDomain(x, eps, norm)
     graph = trace(model, tuple(x.shape[1:]), method)
     if y is not None:
@@ -107,6 +111,16 @@ def bounds(
         margin = torch.maximum(margin, low[2 * k :].t())
     preact = {n.name: inter[n.inputs[0]] for n in graph.relus()}
     return Bounds(lo, up, margin, preact, y, _grafted(graph))
+
+
+for _name, _summary in (
+    ("ibp", "interval bound propagation (Gowal et al. 2018): fast, loosest"),
+    ("crown", "linear relaxation, back-substitution (Zhang et al. 2018): never looser than IBP"),
+    ("alpha-crown", "CROWN with optimised lower slopes (Xu et al. 2021): never looser than CROWN"),
+):
+    register_certify_method(_name, partial(bounds, method=_name), "bound", _summary)
+#: the bound methods (sound, incomplete), sorted
+METHODS: tuple[str, ...] = tuple(CERTIFY.names(family="bound"))
 
 
 def preact_bounds(

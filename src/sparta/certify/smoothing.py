@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from scipy.stats import beta, binomtest, norm
 from torch import nn
 
+from sparta.certify.methods import register_certify_method
 from sparta.data import ImageDataset
 from sparta.options import require
 from sparta.train.evaluate import eval_mode
@@ -315,7 +316,15 @@ class GaussianAugmentation:
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits
 
 
-@register_objective("gaussian")
+register_certify_method(
+    "smooth",
+    certify_dataset,
+    "smoothing",
+    "randomized smoothing (Cohen et al. 2019): certified L2 radius with probability 1 - alpha",
+)
+
+
+@register_objective("gaussian", summary="cross-entropy under Gaussian noise (for smoothing)")
 def _gaussian(
     sigma: float = 0.25, seed: int = 0, label_smoothing: float = 0.0, **_: Any
 ) -> Objective:

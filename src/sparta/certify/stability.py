@@ -30,13 +30,13 @@ import torch
 import torch.fx
 from torch import nn
 
+from sparta.certify.api import METHODS
 from sparta.data import ImageDataset
 from sparta.sparsity.channels import masks_for
 from sparta.sparsity.groups import PRODUCERS, ChannelGroup, channel_groups
 from sparta.sparsity.handle import SparsityHandle
 from sparta.sparsity.topk import check_sparsity, n_keep
 
-METHODS = ("ibp", "crown", "alpha-crown")
 SCOPES = ("layer", "global")
 # layers a neuron passes through unchanged (per channel) between its producer and its ReLU
 _PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Identity, nn.Dropout)

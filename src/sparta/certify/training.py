@@ -80,7 +80,9 @@ class IBPTraining:
         return loss, logits
 
 
-@register_objective("ibp")
+@register_objective(
+    "ibp", certified=True, summary="certified training: kappa * CE + (1 - kappa) * IBP bound"
+)
 def _ibp(eps: float = 0.1, kappa: float = KAPPA_END, method: str = "ibp", **_: Any) -> Objective:
     return IBPTraining(eps, kappa, method)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -12,8 +13,8 @@ from sparta.certify.api import METHODS, bounds, check_method
 from sparta.certify.bab import BaB
 from sparta.certify.domain import check_eps, check_norm
 from sparta.certify.graph import trace
+from sparta.certify.methods import CERTIFY, register_certify_method
 
-VERIFY_METHODS = (*METHODS, "bab")
 STATUSES = ("verified", "falsified", "unknown", "wrong")
 
 
@@ -71,7 +72,7 @@ def verify(
     """
     from sparta.attacks.base import frozen
 
-    check_method(method, VERIFY_METHODS)
+    method = check_method(method, VERIFY_METHODS)
     eps, norm = check_eps(eps), check_norm(norm)
     if timeout <= 0:
         raise ValueError(f"timeout={timeout!r} is not allowed; expected seconds > 0")
@@ -109,6 +110,16 @@ def verify(
                 elif res.status == "verified":
                     status[i] = "verified"
     return VerifyResult(status, branches, cex, time.perf_counter() - start)
+
+
+register_certify_method(
+    "bab",
+    partial(verify, method="bab"),
+    "complete",
+    "branch and bound on ReLU splits over CROWN bounds, PGD falsifier: complete given time",
+)
+#: the methods :func:`verify` takes: the bound methods and the complete ones
+VERIFY_METHODS: tuple[str, ...] = (*METHODS, *CERTIFY.names(family="complete"))
 
 
 def _confirmed(model, x_cex, x, y, eps: float, norm: str) -> bool:

@@ -24,9 +24,9 @@ from typing import Any
 
 from sparta.commands.train import EXTENSIONS, TrainExtension, TrainPlan
 from sparta.options import Options, option, require
+from sparta.registry import get_registry
 
-ADV_METHODS = ("", "pgd", "trades", "fast", "wot")
-OBJECTIVES = {"pgd": "pgd-at", "wot": "pgd-at", "trades": "trades", "fast": "fast"}
+ADV_METHODS = ("", *get_registry("objectives").aliases(adversarial=True))  # "pgd" = "pgd-at"
 NORMS = ("linf", "l2")
 
 
@@ -35,7 +35,7 @@ class AdvTrainOptions(Options):
     """Adversarial-training options of ``sparta train`` (recorded in config.yaml)."""
 
     adv: str = option(
-        "", "adversarial training: pgd, trades, fast or wot ('' for none)", choices=ADV_METHODS
+        "", f"adversarial training: {', '.join(ADV_METHODS[1:])} ('' for none)", choices=ADV_METHODS
     )
     eps: float = option(0.1, "perturbation budget in pixel units [0, 1] (with --adv)")
     adv_norm: str = option("linf", "threat model of --adv: linf or l2", choices=NORMS)

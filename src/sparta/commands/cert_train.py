@@ -24,8 +24,9 @@ from typing import Any
 
 from sparta.commands.train import EXTENSIONS, TrainExtension, TrainPlan
 from sparta.options import Options, option, require
+from sparta.registry import get_registry
 
-CERT_METHODS = ("", "ibp")
+CERT_METHODS = ("", *get_registry("objectives").aliases(certified=True))
 
 
 @dataclass

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 
-METHODS = ("ibp", "crown", "alpha-crown", "bab", "smooth")
+from sparta.registry import get_registry
+
+METHODS = tuple(get_registry("certify").aliases())
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sparta.commands import list as list_
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("datasets", help="list datasets and where their files were found")
@@ -15,22 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def datasets(args: argparse.Namespace) -> int:
-    from sparta import data as sdata
-
-    for row in sdata.available():
-        searched = ", ".join(map(str, row.get("searched", [])))
-        where = row.get("path") or f"not found; searched: {searched}"
-        print(f"{row['name']:<14} {'yes' if row['found'] else 'no':<4} {where}")
-    return 0
+    return list_.run(argparse.Namespace(kind="datasets", pattern="*", dataset=None))
 
 
 def models_(args: argparse.Namespace) -> int:
-    from sparta import data as sdata
-    from sparta import models
-
-    info = sdata.info(args.dataset)
-    for name in models.names(args.pattern):
-        m = models.create(name, dataset=info)
-        flops = models.count_flops(m, info.input_shape)
-        print(f"{name:<10} params={models.count_params(m):>11,} MACs={flops:>13,}")
-    return 0
+    pattern = "*" if args.pattern is None else args.pattern
+    return list_.run(argparse.Namespace(kind="models", pattern=pattern, dataset=args.dataset))

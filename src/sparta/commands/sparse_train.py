@@ -12,8 +12,9 @@ from typing import Any
 
 from sparta.commands.train import EXTENSIONS, TrainExtension, TrainPlan
 from sparta.options import Options, option, require
+from sparta.registry import get_registry
 
-DST_METHODS = ("", "set", "rigl")
+DST_METHODS = ("", *get_registry("dst").aliases())
 DISTRIBUTIONS = ("erk", "uniform", "global")
 PRUNE_SCOPES = {"erk": "erk", "uniform": "layer", "global": "global"}
 
@@ -23,7 +24,11 @@ class SparseTrainOptions(Options):
     """Sparse-training options of ``sparta train`` (recorded in config.yaml)."""
 
     sparsity: float = option(0.0, "target fraction of pruned weights, in [0, 1) (0: dense)")
-    dst: str = option("", "dynamic sparse training: set or rigl ('' for none)", choices=DST_METHODS)
+    dst: str = option(
+        "",
+        f"dynamic sparse training: {', '.join(DST_METHODS[1:])} ('' for none)",
+        choices=DST_METHODS,
+    )
     distribution: str = option(
         "erk",
         "how sparsity is spread over layers: erk, uniform, or global (GMP/one-shot only)",

@@ -11,9 +11,10 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sparta.registry import Entry, Registry
 
 from .base import DatasetInfo, ImageDataset
 
@@ -30,16 +31,8 @@ Loader = Callable[..., ImageDataset]
 Locator = Callable[[str | None], tuple[Path | None, list[Path]]]
 
 
-@dataclass(frozen=True)
-class _Entry:
-    name: str
-    loader: Loader
-    info: DatasetInfo | Callable[..., DatasetInfo]
-    locate: Locator | None
-    source: str
-
-
-_REGISTRY: dict[str, _Entry] = {}
+#: every dataset loader by name; ``meta``: ``info``, ``locate``, ``source``
+DATASETS: Registry[Loader] = Registry("datasets", populate="sparta.data", label="dataset")
 
 
 def register_dataset(
@@ -47,38 +40,23 @@ def register_dataset(
     info: DatasetInfo | Callable[..., DatasetInfo],
     locate: Locator | None = None,
     source: str = "",
+    aliases: tuple[str, ...] = (),
 ) -> Callable[[Loader], Loader]:
     """Decorator registering ``fn(split, root, download, **kw) -> ImageDataset`` as ``name``.
 
     ``locate`` (optional) finds the dataset's files for :func:`available`; datasets without
     files (generated or bundled) leave it out and describe themselves in ``source``.
     """
-
-    def deco(fn: Loader) -> Loader:
-        old = _REGISTRY.get(name)
-        if old is not None and (old.loader.__module__, old.loader.__qualname__) != (
-            fn.__module__,
-            fn.__qualname__,
-        ):
-            raise ValueError(
-                f"dataset {name!r} is already registered by "
-                f"{old.loader.__module__}.{old.loader.__qualname__}"
-            )
-        _REGISTRY[name] = _Entry(name, fn, info, locate, source)
-        return fn
-
-    return deco
+    return DATASETS.register(name, aliases=aliases, info=info, locate=locate, source=source)
 
 
-def names() -> list[str]:
-    """Registered dataset names, sorted."""
-    return sorted(_REGISTRY)
+def names(pattern: str | None = None) -> list[str]:
+    """Registered dataset names, sorted (optionally those matching a glob ``pattern``)."""
+    return DATASETS.names(pattern)
 
 
-def _entry(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(names())}")
-    return _REGISTRY[name]
+def _entry(name: str) -> Entry[Loader]:
+    return DATASETS.get(name)
 
 
 def _options(fn: Callable[..., Any], skip: Sequence[str] = ()) -> list[str] | None:
@@ -89,8 +67,8 @@ def _options(fn: Callable[..., Any], skip: Sequence[str] = ()) -> list[str] | No
     return [p.name for p in params if p.name not in skip and p.kind is not p.VAR_POSITIONAL]
 
 
-def _check_options(entry: _Entry, kw: dict[str, Any]) -> None:
-    allowed = _options(entry.loader, skip=("split", "root", "download"))
+def _check_options(entry: Entry[Loader], kw: dict[str, Any]) -> None:
+    allowed = _options(entry.obj, skip=("split", "root", "download"))
     if allowed is None:
         return
     bad = sorted(set(kw) - set(allowed))
@@ -105,9 +83,10 @@ def info(name: str, **kw: Any) -> DatasetInfo:
     """A dataset's :class:`DatasetInfo` without loading it (``kw`` as for :func:`load`)."""
     entry = _entry(name)
     _check_options(entry, kw)
-    if isinstance(entry.info, DatasetInfo):
-        return entry.info
-    return entry.info(**kw)
+    fixed = entry.meta["info"]
+    if isinstance(fixed, DatasetInfo):
+        return fixed
+    return fixed(**kw)
 
 
 def load(
@@ -127,10 +106,12 @@ def load(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} for {name!r}; allowed: {', '.join(SPLITS)}")
     _check_options(entry, kw)
-    ds = entry.loader(
+    ds = entry.obj(
         split=split, root=None if root is None else os.fspath(root), download=download, **kw
     )
-    log.info("loaded %s/%s: %d samples of shape %s", name, split, len(ds), tuple(ds.x.shape[1:]))
+    log.info(
+        "loaded %s/%s: %d samples of shape %s", entry.name, split, len(ds), tuple(ds.x.shape[1:])
+    )
     return ds
 
 
@@ -156,19 +137,19 @@ def cache_dir(name: str) -> Path:
 def available() -> list[dict[str, Any]]:
     """For every dataset: ``name``, ``found``, ``path`` (where found) and ``searched``."""
     out = []
-    for n in names():
-        e = _REGISTRY[n]
-        if e.locate is None:
-            out.append({"name": n, "found": True, "path": None, "searched": [], "source": e.source})
+    for e in DATASETS.entries():
+        n, locate, source = e.name, e.meta["locate"], e.meta["source"]
+        if locate is None:
+            out.append({"name": n, "found": True, "path": None, "searched": [], "source": source})
             continue
-        path, searched = e.locate(None)
+        path, searched = locate(None)
         out.append(
             {
                 "name": n,
                 "found": path is not None,
                 "path": None if path is None else str(path),
                 "searched": [str(p) for p in searched],
-                "source": e.source,
+                "source": source,
             }
         )
     return out

@@ -30,6 +30,8 @@ class FastAdversarialTraining(PGDAdversarialTraining):
         self.alpha = alpha if alpha is not None else 1.25 * self.eps  # 2001.03994, Sec. 4
 
 
-@register_objective("fast")
+@register_objective(
+    "fast", adversarial=True, summary="Fast-AT (Wong et al. 2020): one FGSM step, random start"
+)
 def _fast(**options: Any) -> Objective:
     return FastAdversarialTraining(**options)

@@ -60,6 +60,11 @@ class PGDAdversarialTraining:
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits
 
 
-@register_objective("pgd-at")
+@register_objective(
+    "pgd-at",
+    aliases=("pgd",),
+    adversarial=True,
+    summary="PGD adversarial training (Madry et al. 2018): cross-entropy on PGD examples",
+)
 def _pgd_at(**options: Any) -> Objective:
     return PGDAdversarialTraining(**options)

@@ -82,6 +82,10 @@ class TRADES:
         return loss, clean
 
 
-@register_objective("trades")
+@register_objective(
+    "trades",
+    adversarial=True,
+    summary="TRADES (Zhang et al. 2019): clean cross-entropy + beta * KL to adversarial",
+)
 def _trades(**options: Any) -> Objective:
     return TRADES(**options)

@@ -33,7 +33,17 @@ from torch import nn
 from sparta.attacks.base import ce_loss
 from sparta.data import ImageDataset
 from sparta.defenses.craft import check_attack_options, perturb
+from sparta.defenses.pgd_at import _pgd_at
 from sparta.train.callbacks import Callback
+from sparta.train.objectives import register_objective
+
+# ``sparta train --adv wot``: PGD-AT whose weights follow the WOT trajectory (the command adds
+# the WOT callback to the objective)
+register_objective(
+    "wot",
+    adversarial=True,
+    summary="PGD-AT with weight-trajectory smoothing (sparta train adds the WOT callback)",
+)(_pgd_at)
 
 if TYPE_CHECKING:
     from sparta.train.loop import Trainer

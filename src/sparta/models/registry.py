@@ -9,7 +9,6 @@ with :func:`from_spec`.
 from __future__ import annotations
 
 import copy
-import fnmatch
 import inspect
 import json
 import math
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from sparta.data.base import DatasetInfo, ImageDataset
+from sparta.registry import Registry, canonical
 
 DatasetLike = DatasetInfo | ImageDataset | str | Mapping[str, Any]
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
@@ -43,12 +43,10 @@ class ModelEntry:
         return (inspect.getdoc(self.builder) or "").split("\n")[0]
 
 
-_MODELS: dict[str, ModelEntry] = {}
-_ALIASES: dict[str, str] = {}
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+#: every model builder by name; ``meta['entry']`` is its :class:`ModelEntry`
+MODELS: Registry[Callable[..., nn.Module]] = Registry(
+    "models", populate="sparta.models", label="model"
+)
 
 
 def _builder_options(fn: Callable[..., nn.Module]) -> tuple[str, ...]:
@@ -69,16 +67,11 @@ def register_model(
     """
 
     def decorate(fn: Builder) -> Builder:
-        canonical = _key(name)
-        alias_keys = tuple(_key(a) for a in aliases)
-        for n in (canonical, *alias_keys):
-            if n in _MODELS or n in _ALIASES:
-                raise ValueError(f"model name {n!r} is already registered")
-        _MODELS[canonical] = ModelEntry(
-            canonical, fn, family or canonical, alias_keys, _builder_options(fn)
-        )
-        for a in alias_keys:
-            _ALIASES[a] = canonical
+        key = canonical(name)
+        alias_keys = tuple(canonical(a) for a in aliases)
+        fam = family or key
+        model_entry = ModelEntry(key, fn, fam, alias_keys, _builder_options(fn))
+        MODELS.add(name, fn, aliases=alias_keys, family=fam, entry=model_entry)
         return fn
 
     return decorate
@@ -86,26 +79,13 @@ def register_model(
 
 def names(pattern: str | None = None, family: str | None = None) -> list[str]:
     """Sorted canonical model names, optionally filtered by an fnmatch ``pattern``
-    (e.g. ``"resnet*"``) and/or a ``family`` (e.g. ``"resnet"``)."""
-    out = sorted(_MODELS)
-    if pattern is not None:
-        out = [n for n in out if fnmatch.fnmatchcase(n, _key(pattern))]
-    if family is not None:
-        out = [n for n in out if _MODELS[n].family == family]
-    return out
+    (e.g. ``"resnet*"``, also matched against aliases) and/or a ``family`` (``"resnet"``)."""
+    return MODELS.names(pattern, **({} if family is None else {"family": family}))
 
 
 def entry(name: str) -> ModelEntry:
     """The registry entry for ``name`` (canonical name or alias); ``ValueError`` if unknown."""
-    key = _key(name) if isinstance(name, str) else name
-    key = _ALIASES.get(key, key)
-    if key not in _MODELS:
-        aliases = ", ".join(f"{a} -> {c}" for a, c in sorted(_ALIASES.items()))
-        raise ValueError(
-            f"unknown model {name!r}; allowed: {', '.join(names())}"
-            + (f" (aliases: {aliases})" if aliases else "")
-        )
-    return _MODELS[key]
+    return MODELS.get(name).meta["entry"]
 
 
 def resolve_dataset(dataset: DatasetLike) -> DatasetInfo:

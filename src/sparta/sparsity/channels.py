@@ -7,11 +7,12 @@ and bias entry (so the channel's activation is exactly 0 after the BN / ReLU), a
 consumer's input columns for ``c``. :func:`sparta.sparsity.export.compact` then removes the
 channel physically with identical outputs.
 
-Scores (higher = keep): ``l1`` / ``l2``: the L1 / L2 norm of each producer's row, summed over
-the group's producers (Li et al. 2017); ``bn``: ``|gamma|`` summed over the group's
-BatchNorms (network slimming, Liu et al. 2017; an error for a group without BN); ``random``:
-uniform from ``seed``; any other name: a criterion of :mod:`sparta.sparsity.criteria`
-(magnitude, snip, taylor, ...) on the producers' weights, summed per channel.
+Scores (higher = keep) come from the criteria registry (:mod:`sparta.sparsity.criteria`):
+``l1`` / ``l2``: the L1 / L2 norm of each producer's row, summed over the group's producers
+(Li et al. 2017); ``bn-scale`` (alias ``bn``): ``|gamma|`` summed over the group's BatchNorms
+(network slimming, Liu et al. 2017; an error for a group without BN); ``random``: uniform
+from ``seed``; any other criterion (magnitude, snip, taylor, ...) scores the producers'
+weights, summed per channel.
 """
 
 from __future__ import annotations
@@ -28,16 +29,7 @@ from sparta.sparsity.groups import ChannelGroup, channel_groups
 from sparta.sparsity.masks import attach
 from sparta.sparsity.topk import check_sparsity, n_keep
 
-CHANNEL_METHODS = ("l1", "l2", "bn", "random")
 SCOPES = ("global", "uniform")  # channel distributions; "layer" is an alias of "uniform"
-
-
-def _criteria_names() -> list[str]:
-    try:
-        from sparta.sparsity.criteria import criterion_names
-    except ImportError:  # pragma: no cover - the criteria registry is optional
-        return []
-    return [n for n in criterion_names() if n not in CHANNEL_METHODS]
 
 
 def channel_scores(
@@ -48,37 +40,17 @@ def channel_scores(
     seed: int = 0,
     **criterion_options: Any,
 ) -> list[torch.Tensor]:
-    """One score per channel for each group (a float tensor of ``group.size``)."""
-    mods = dict(model.named_modules())
-    if method in ("l1", "l2"):
-        p = 1 if method == "l1" else 2
-        out = []
-        for g in groups:
-            s = torch.zeros(g.size)
-            for name in g.producers:
-                w = mods[name].weight.detach().float().flatten(1)
-                s += torch.linalg.vector_norm(w, ord=p, dim=1).cpu()
-            out.append(s)
-        return out
-    if method == "bn":
-        out = []
-        for g in groups:
-            bns = [mods[n] for n in g.norms if getattr(mods[n], "weight", None) is not None]
-            if not bns:
-                raise ValueError(
-                    f"channel score 'bn' needs a BatchNorm with a scale in every group; group "
-                    f"{g.name} ({g.size} channels) has none; use l1 or l2"
-                )
-            out.append(sum(m.weight.detach().float().abs().cpu() for m in bns))
-        return out
-    if method == "random":
-        gen = torch.Generator().manual_seed(int(seed))
-        return [torch.rand(g.size, generator=gen) for g in groups]
-    if method not in _criteria_names():
-        allowed = ", ".join([*CHANNEL_METHODS, *_criteria_names()])
-        raise ValueError(f"channel score {method!r} is not known; allowed: {allowed}")
-    from sparta.sparsity.criteria import score
+    """One score per channel for each group (a float tensor of ``group.size``).
 
+    ``method`` is any criterion of :mod:`sparta.sparsity.criteria`: its channel scorer when
+    it has one (l1, l2, bn-scale, random), else its weight scores summed per channel.
+    """
+    from sparta.sparsity.criteria import criterion, score
+
+    entry = criterion(method)
+    if entry.channel is not None:
+        return entry.channel(model, groups, data, seed)
+    mods = dict(model.named_modules())
     params = {f"{n}.weight": mods[n].weight for g in groups for n in g.producers}
     scores = score(method, model, params, data, **criterion_options)
     return [

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta.registry import Registry
+
 
 class Objective(Protocol):
     def __call__(
@@ -21,30 +23,32 @@ class Objective(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
-_OBJECTIVES: dict[str, Callable[..., Objective]] = {}
+#: every objective factory by name; ``meta['adversarial']``: a ``sparta train --adv`` choice.
+#: The pillars register theirs (defenses: pgd-at, trades, fast, wot; certify: ibp, gaussian),
+#: so filling the registry imports them (lazily, by module name).
+OBJECTIVES: Registry[Callable[..., Objective]] = Registry(
+    "objectives",
+    populate=("sparta.train.objectives", "sparta.defenses", "sparta.certify"),
+    label="objective",
+)
 
 
-def register_objective(name: str) -> Callable[[Callable[..., Objective]], Callable[..., Objective]]:
-    """Register a factory ``f(**options) -> Objective`` under ``name``."""
-
-    def deco(factory: Callable[..., Objective]) -> Callable[..., Objective]:
-        _OBJECTIVES[name] = factory
-        return factory
-
-    return deco
+def register_objective(
+    name: str, aliases: tuple[str, ...] = (), adversarial: bool = False, **meta: Any
+) -> Callable[[Callable[..., Objective]], Callable[..., Objective]]:
+    """Register a factory ``f(**options) -> Objective`` under ``name`` (and ``aliases``);
+    ``adversarial=True`` makes it a choice of ``sparta train --adv``."""
+    return OBJECTIVES.register(name, aliases=aliases, adversarial=adversarial, **meta)
 
 
 def create_objective(name: str, **options: Any) -> Objective:
-    """Build the objective registered as ``name``."""
-    if name not in _OBJECTIVES:
-        raise ValueError(
-            f"objective {name!r} is not known; allowed: {', '.join(sorted(_OBJECTIVES))}"
-        )
-    return _OBJECTIVES[name](**options)
+    """Build the objective registered as ``name`` (or an alias)."""
+    return OBJECTIVES[name](**options)
 
 
-def objective_names() -> list[str]:
-    return sorted(_OBJECTIVES)
+def objective_names(adversarial: bool | None = None) -> list[str]:
+    """Registered objective names, sorted (optionally only the adversarial ones)."""
+    return OBJECTIVES.names(**({} if adversarial is None else {"adversarial": adversarial}))
 
 
 class CrossEntropy:
@@ -60,6 +64,6 @@ class CrossEntropy:
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits
 
 
-@register_objective("standard")
+@register_objective("standard", summary="cross-entropy, optionally label-smoothed")
 def _standard(label_smoothing: float = 0.0, **_: Any) -> Objective:
     return CrossEntropy(label_smoothing)

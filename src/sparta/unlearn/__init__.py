@@ -3,7 +3,7 @@
     result = sparta.unlearn.run(model, train, test, method="salun", forget="random:0.1")
     result.summary  # {"ua", "ra", "ta", "mia_efficacy", "rte_s"}
 
-Methods: ``retrain`` (the reference), ``ft``, ``ga``, ``rl``, ``l1_sparse``, ``salun``;
+Methods: ``retrain`` (the reference), ``ft``, ``ga``, ``rl``, ``l1-sparse``, ``salun``;
 ``prune=0.95`` prunes first (one-shot global magnitude), then unlearns.
 """
 

@@ -20,53 +20,82 @@ import torch
 from torch import nn
 
 from sparta.data import ImageDataset
+from sparta.registry import Registry, canonical
 
 Criterion = Callable[..., dict[str, torch.Tensor]]
+#: ``fn(model, groups, data, seed) -> [scores of group.size]`` scores whole channels
+ChannelCriterion = Callable[..., list[torch.Tensor]]
 
 
 @dataclass(frozen=True)
 class CriterionEntry:
-    """One registered criterion; ``rounds > 1`` marks an iterative one (see ``prune``)."""
+    """One registered criterion; ``rounds > 1`` marks an iterative one (see ``prune``).
+
+    ``fn`` scores weights (None for a criterion of channels only); ``channel`` (optional)
+    scores whole channels directly, otherwise channel pruning sums ``fn``'s scores per channel.
+    """
 
     name: str
-    fn: Criterion
+    fn: Criterion | None
     needs_data: bool
     rounds: int = 1
+    channel: ChannelCriterion | None = None
 
 
-_CRITERIA: dict[str, CriterionEntry] = {}
+#: every pruning criterion by name; ``meta``: ``entry`` (the :class:`CriterionEntry`),
+#: ``structure`` (``"any"``, or ``"channel"`` for criteria that only score channels)
+CRITERIA: Registry[Callable[..., Any]] = Registry(
+    "criteria", populate="sparta.sparsity.criteria", label="pruning method"
+)
 
 
 def register_criterion(
-    name: str, needs_data: bool, rounds: int = 1
+    name: str,
+    needs_data: bool,
+    rounds: int = 1,
+    channel: ChannelCriterion | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> Callable[[Criterion], Criterion]:
     """Decorator registering ``fn(model, params, data, **opts)`` under ``name``.
 
     ``rounds > 1`` makes :func:`sparta.sparsity.pruning.prune` score and prune iteratively
-    with that many rounds by default, passing the current masks as ``masks=``.
+    with that many rounds by default, passing the current masks as ``masks=``. ``channel``
+    (optional) scores channels directly when the criterion prunes channels.
     """
 
     def decorate(fn: Criterion) -> Criterion:
-        if name in _CRITERIA:
-            raise ValueError(f"criterion {name!r} is already registered")
-        _CRITERIA[name] = CriterionEntry(name, fn, needs_data, rounds)
+        entry = CriterionEntry(canonical(name), fn, needs_data, rounds, channel)
+        CRITERIA.add(name, fn, aliases=aliases, entry=entry, structure="any")
         return fn
 
     return decorate
 
 
-def criterion_names() -> list[str]:
-    """Names of the registered criteria, sorted."""
-    return sorted(_CRITERIA)
+def register_channel_criterion(
+    name: str, needs_data: bool = False, aliases: tuple[str, ...] = ()
+) -> Callable[[ChannelCriterion], ChannelCriterion]:
+    """Decorator registering ``fn(model, groups, data, seed) -> [per-channel scores]`` as a
+    criterion that only prunes channels (``structure="channel"``)."""
+
+    def decorate(fn: ChannelCriterion) -> ChannelCriterion:
+        entry = CriterionEntry(canonical(name), None, needs_data, 1, fn)
+        CRITERIA.add(name, fn, aliases=aliases, entry=entry, structure="channel")
+        return fn
+
+    return decorate
+
+
+def criterion_names(structure: str = "weight") -> list[str]:
+    """Names of the criteria that score weights (``structure="channel"``: every criterion
+    that can prune channels, i.e. all of them), sorted."""
+    if structure == "channel":
+        return CRITERIA.names()
+    return CRITERIA.names(structure="any")
 
 
 def criterion(name: str) -> CriterionEntry:
     """The entry of ``name``; an unknown name is a ValueError listing the known ones."""
-    if name not in _CRITERIA:
-        raise ValueError(
-            f"pruning method {name!r} is not known; allowed: {', '.join(criterion_names())}"
-        )
-    return _CRITERIA[name]
+    return CRITERIA.get(name).meta["entry"]
 
 
 def score(
@@ -78,6 +107,11 @@ def score(
 ) -> dict[str, torch.Tensor]:
     """Scores of ``params`` by criterion ``name`` (same shapes; higher = keep)."""
     entry = criterion(name)
+    if entry.fn is None:
+        raise ValueError(
+            f"pruning method {name!r} scores whole channels only; use it with structure "
+            f"'channel' or choose one of {', '.join(criterion_names())}"
+        )
     if entry.needs_data and data is None:
         raise ValueError(f"pruning method {name!r} needs data (pass a dataset)")
     scores = entry.fn(model, dict(params), data, **opts)
@@ -89,6 +123,7 @@ def score(
 
 # register the built-in criteria
 from sparta.sparsity.criteria import (  # noqa: E402, F401
+    channel_norms,
     grasp,
     magnitude,
     random,
@@ -97,4 +132,12 @@ from sparta.sparsity.criteria import (  # noqa: E402, F401
     taylor,
 )
 
-__all__ = ["CriterionEntry", "criterion", "criterion_names", "register_criterion", "score"]
+__all__ = [
+    "CRITERIA",
+    "CriterionEntry",
+    "criterion",
+    "criterion_names",
+    "register_channel_criterion",
+    "register_criterion",
+    "score",
+]

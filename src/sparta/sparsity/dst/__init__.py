@@ -1,4 +1,5 @@
-"""Dynamic sparse training callbacks by name: ``set`` and ``rigl``."""
+"""Dynamic sparse training callbacks by name (``set``, ``rigl``; one file each, registered
+with :func:`register_dst`)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,32 @@ from typing import Any
 
 from torch import nn
 
-from sparta.sparsity.dst.base import DynamicSparsity, random_masks, scale_by_density
+from sparta.sparsity.dst.base import (
+    DST,
+    DynamicSparsity,
+    random_masks,
+    register_dst,
+    scale_by_density,
+)
 from sparta.sparsity.dst.rigl import RigL
 from sparta.sparsity.dst.set import SET
 
-METHODS: dict[str, type[DynamicSparsity]] = {"set": SET, "rigl": RigL}
+METHODS = DST  # the old name: ``name in METHODS`` and ``METHODS[name]`` still work
 
 
 def create_dst(method: str, model: nn.Module, sparsity: float, **options: Any) -> DynamicSparsity:
-    """The DST callback ``method`` (``set`` or ``rigl``) on ``model`` at ``sparsity``."""
-    if method not in METHODS:
-        raise ValueError(f"dst={method!r} is not allowed; expected one of {tuple(METHODS)}")
-    return METHODS[method](model, sparsity, **options)
+    """The DST callback ``method`` (see ``DST.names()``) on ``model`` at ``sparsity``."""
+    return DST[method](model, sparsity, **options)
 
 
 __all__ = [
+    "DST",
     "METHODS",
     "SET",
     "DynamicSparsity",
     "RigL",
     "create_dst",
     "random_masks",
+    "register_dst",
     "scale_by_density",
 ]

@@ -13,12 +13,13 @@ its weight; newly grown connections start at 0 with zeroed optimizer state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from sparta.registry import Registry
 from sparta.sparsity.allocation import ALLOCATIONS, allocate, check_distribution
 from sparta.sparsity.handle import MaskCallback
 from sparta.sparsity.masks import (
@@ -71,6 +72,17 @@ def check_fraction(name: str, value: float, low_open: bool, high_open: bool) -> 
     if not ok:
         interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
         raise ValueError(f"{name}={value!r} is not allowed; expected a number in {interval}")
+
+
+#: every dynamic sparse training method (a :class:`DynamicSparsity` class) by name
+DST: Registry[type[DynamicSparsity]] = Registry(
+    "dst", populate="sparta.sparsity.dst", label="DST method"
+)
+
+
+def register_dst(name: str, aliases: tuple[str, ...] = ()) -> Callable[[type], type]:
+    """Class decorator registering a :class:`DynamicSparsity` subclass as DST method ``name``."""
+    return DST.register(name, aliases=aliases)
 
 
 class DynamicSparsity(MaskCallback):

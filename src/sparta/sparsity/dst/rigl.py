@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sparta.sparsity.dst.base import DynamicSparsity
+from sparta.sparsity.dst.base import DynamicSparsity, register_dst
 
 
+@register_dst("rigl")
 class RigL(DynamicSparsity):
     """Rigging the Lottery: grow the inactive connections with the largest ``|dL/dw|``."""
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sparta.sparsity.dst.base import DynamicSparsity
+from sparta.sparsity.dst.base import DynamicSparsity, register_dst
 
 
+@register_dst("set")
 class SET(DynamicSparsity):
     """Sparse Evolutionary Training: the base class's random growth, named ``set``."""
 

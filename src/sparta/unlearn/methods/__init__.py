@@ -1,4 +1,4 @@
-"""Unlearning methods by name: retrain, ft, ga, rl, l1_sparse, salun (one file each)."""
+"""Unlearning methods by name: retrain, ft, ga, rl, l1-sparse, salun (one file each)."""
 
 from sparta.unlearn.methods import ft, ga, l1_sparse, retrain, rl, salun  # noqa: F401
 from sparta.unlearn.methods.base import (

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from sparta.data import ImageDataset
+from sparta.registry import Registry, canonical
 from sparta.train import Callback, Objective, TrainConfig, Trainer
 from sparta.unlearn.options import UnlearnOptions
 from sparta.unlearn.settings import Setting
@@ -50,18 +51,25 @@ class Method:
     summary: str
 
 
-_METHODS: dict[str, Method] = {}
+#: every unlearning method's ``prepare`` by name; ``meta['method']`` is its :class:`Method`
+UNLEARN: Registry[Prepare] = Registry(
+    "unlearn", populate="sparta.unlearn.methods", label="unlearning method"
+)
 
 
 def register_method(
-    name: str, epochs: int = 10, lr: float = 0.01, summary: str = ""
+    name: str,
+    epochs: int = 10,
+    lr: float = 0.01,
+    summary: str = "",
+    aliases: tuple[str, ...] = (),
 ) -> Callable[[Prepare], Prepare]:
     """Register ``prepare`` as method ``name`` with its paper defaults."""
 
     def deco(fn: Prepare) -> Prepare:
-        if name in _METHODS:
-            raise ValueError(f"unlearning method {name!r} is already registered")
-        _METHODS[name] = Method(name, fn, epochs, lr, summary or (fn.__doc__ or "").split("\n")[0])
+        summary_ = summary or (fn.__doc__ or "").split("\n")[0]
+        method = Method(canonical(name), fn, epochs, lr, summary_)
+        UNLEARN.add(name, fn, aliases=aliases, method=method, summary=summary_)
         return fn
 
     return deco
@@ -69,17 +77,12 @@ def register_method(
 
 def method_names() -> list[str]:
     """Registered method names, Retrain first."""
-    return sorted(_METHODS, key=lambda n: (n != "retrain", n))
+    return sorted(UNLEARN.names(), key=lambda n: (n != "retrain", n))
 
 
 def get_method(name: str) -> Method:
     """The method registered as ``name``; an unknown name lists the known ones."""
-    key = name.strip().lower().replace("-", "_")
-    if key not in _METHODS:
-        raise ValueError(
-            f"unlearning method {name!r} is not known; allowed: {', '.join(method_names())}"
-        )
-    return _METHODS[key]
+    return UNLEARN.get(name).meta["method"]
 
 
 def run_method(

@@ -56,7 +56,7 @@ class L1Sparse(Callback):
         return loss, logits
 
 
-@register_method("l1_sparse", epochs=10, lr=0.01, summary="FT with a decaying l1 penalty")
+@register_method("l1-sparse", epochs=10, lr=0.01, summary="FT with a decaying l1 penalty")
 def prepare(model: nn.Module, setting: Setting, opts: UnlearnOptions, base: TrainConfig) -> Plan:
     """Fine-tune on the retain set with a linearly decaying l1 penalty."""
     objective = L1Sparse(opts.l1_gamma, opts.no_l1_epochs)
