@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import logging
 import os
+import shutil
 import sys
 import types
 import typing
@@ -113,9 +114,7 @@ def add_run_flags(p: argparse.ArgumentParser, resume: bool = True) -> None:
 def add_global_flags(p: argparse.ArgumentParser, after_command: bool = False) -> None:
     """``--quiet`` and ``--log-level``, accepted before and after the sub-command."""
     kw: dict[str, Any] = {"default": argparse.SUPPRESS} if after_command else {}
-    p.add_argument(
-        "--quiet", action="store_true", help="no progress bars or info logs", **kw
-    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars or info logs", **kw)
     p.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -173,13 +172,23 @@ class Command(abc.ABC):
     @classmethod
     def add_arguments(cls, p: argparse.ArgumentParser) -> None:
         """Extra flags that are not options (e.g. an alias); none by default."""
+        return None
 
     @classmethod
     def main(cls, args: argparse.Namespace) -> int:
         """Build, validate, run: the three steps of every command."""
         cmd = cls(args)
         cmd.validate()
-        return cmd.run()
+        path = cmd.location(cmd.config()) if cmd.folder != "none" else None
+        existed = path is None or path.exists()
+        try:
+            return cmd.run()
+        except (UsageError, ValueError, FileNotFoundError):
+            # bad input met late: leave no folder behind, unless it holds a checkpoint
+            if not existed and process_rank() == 0 and path is not None and path.is_dir():
+                if not any(path.rglob("*.safetensors")):
+                    shutil.rmtree(path)
+            raise
 
     def __init__(self, args: argparse.Namespace) -> None:
         from sparta.train.config import read_yaml
@@ -203,9 +212,7 @@ class Command(abc.ABC):
         for kind, opts in self._opts.items():
             for f in dataclasses.fields(kind):
                 if f.metadata.get("required") and getattr(opts, f.name) in (None, ""):
-                    raise UsageError(
-                        f"the following arguments are required: {_flag(f.name)}"
-                    )
+                    raise UsageError(f"the following arguments are required: {_flag(f.name)}")
 
     def _resume_values(self, file_values: dict[str, Any], known: set[str]) -> dict[str, Any]:
         """The recorded config.yaml of the run to resume, checked against typed flags."""

@@ -104,9 +104,10 @@ class Run:
         if name != trained_on:
             have = sdata.info(name)
             want = tuple(spec["dataset"]["input_shape"])
-            if tuple(have.input_shape) != want or have.num_classes != spec["dataset"][
-                "num_classes"
-            ]:
+            if (
+                tuple(have.input_shape) != want
+                or have.num_classes != spec["dataset"]["num_classes"]
+            ):
                 raise ValueError(
                     f"checkpoint was trained on {trained_on} (inputs {want}, "
                     f"{spec['dataset']['num_classes']} classes); dataset {name} has "

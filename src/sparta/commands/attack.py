@@ -29,7 +29,9 @@ class AttackOptions(Options):
 
     eps: float | None = option(None, "perturbation budget in [0, 1] units", required=True)
     norm: str = option("linf", "threat model: linf, l2")
-    suite: str = option("", "fast, standard, custom (default: custom with --attacks, else standard)")
+    suite: str = option(
+        "", "fast, standard, custom (default: custom with --attacks, else standard)"
+    )
     attacks: str = option("", "comma-separated attack names for the custom suite")
     n: int = option(1000, "attack this many test examples")
     eps_curve: str = option("", "also evaluate these eps (comma-separated) for the plot")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Any
 
 from sparta.cli import CheckpointOptions, Command
 from sparta.options import Options, option, require
@@ -24,12 +23,6 @@ class EvalOptions(Options):
     def __post_init__(self) -> None:
         require(self.subset >= 0, "subset", self.subset, "an integer >= 0")
         require(self.batch_size > 0, "batch_size", self.batch_size, "an integer > 0")
-
-
-def load_for_eval(ckpt: str, dataset: str | None, split: str, device: str = "cpu") -> Any:
-    """The model of ``ckpt`` and a dataset whose inputs fit it (default: its own dataset).
-    Kept for callers outside commands/; commands use :class:`CheckpointOptions`."""
-    return CheckpointOptions(ckpt, dataset or "", split, device).load()
 
 
 class Eval(Command):
