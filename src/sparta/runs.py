@@ -79,7 +79,8 @@ class Run:
         ``splits`` is ``"run"`` (the training/validation/test sets as the run folder's
         config.yaml recorded them: subsets and validation split; the dataset's whole splits
         when the checkpoint has no run folder), ``"full"`` (the dataset's whole train and
-        test splits, no validation) or ``"none"`` (no data loaded). ``dataset`` asks for
+        test splits, no validation) or ``"none"`` (no data loaded; the config is the run's, as
+        for ``"run"``). ``dataset`` asks for
         another dataset with the same input shape and classes. Every check (the file, the
         dataset name and shape) runs before any data is loaded.
         """
@@ -116,7 +117,7 @@ class Run:
         known = set(TrainConfig.__dataclass_fields__)
         values: dict[str, Any] = {"val_fraction": 0.0}
         folder = run_folder_of(model.sparta_checkpoint["path"])
-        if folder is not None and splits == "run":
+        if folder is not None and splits != "full":
             recorded = read_yaml(folder / "config.yaml")
             values = {k: v for k, v in recorded.items() if k in known}
         values.update(dataset=name, model=spec["name"], width=spec.get("width", 1.0))
