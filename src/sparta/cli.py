@@ -340,14 +340,20 @@ class CheckpointOptions(Options):
 
             sdata.info(self.dataset)  # an unknown name fails here, before any data
 
-    def load(self) -> tuple[Any, Any]:
-        """The checkpoint's model and the requested split of the dataset (all of it)."""
-        from sparta import data as sdata
+    def load_model(self) -> tuple[Any, Any]:
+        """The checkpoint's model and its training config (no data loaded)."""
         from sparta.runs import Run
 
         model, _, config = Run.from_checkpoint(
             self.ckpt, self.device, self.dataset or None, splits="none"
         )
+        return model, config
+
+    def load(self) -> tuple[Any, Any]:
+        """The checkpoint's model and the requested split of the dataset (all of it)."""
+        from sparta import data as sdata
+
+        model, config = self.load_model()
         return model, sdata.load(config.dataset, self.split)
 
 

@@ -68,8 +68,14 @@ class Certify(Command):
     def run(self) -> int:
         from sparta.certify.graph import trace
 
+        from sparta import data as sdata
+
         src, opts = self.get(CheckpointOptions), self.get(CertifyOptions)
-        model, dataset = src.load()
+        model, train_config = src.load_model()
+        shape = tuple(model.sparta_spec["dataset"]["input_shape"])
+        if opts.method != "smooth":  # an unsupported layer fails before any data is loaded
+            trace(model, shape, "crown" if opts.method == "bab" else opts.method)
+        dataset = sdata.load(train_config.dataset, src.split)
         data = dataset.take(min(opts.n, len(dataset)), seed=opts.seed)
         config = self.config()
         if opts.method == "smooth":
@@ -95,7 +101,6 @@ class Certify(Command):
         from sparta.certify.verify import verified_accuracy
 
         assert opts.eps is not None  # checked by CertifyOptions
-        trace(model, tuple(data.x.shape[1:]), "crown" if opts.method == "bab" else opts.method)
         run = self.create_run(config)
         summary = verified_accuracy(
             model,

@@ -129,14 +129,15 @@ class Train(Command):
         )
         if result.run is None:
             return 0
-        plot = plot_learning_curves(result.run.path)
+        plot = plot_learning_curves(result.run.path) if result.history else None
         s = result.summary
         print(
             f"test_acc={s['test_acc']:.4f} ({cfg.model} on {cfg.dataset}, {s['epochs']} epochs, "
             f"{s['train_time_s']:.1f}s)"
         )
         print(f"run: {result.run.path}")
-        print(f"plot: {plot}")
+        if plot is not None:
+            print(f"plot: {plot}")
         return 0
 
 
