@@ -208,6 +208,8 @@ class Command(abc.ABC):
         base = file_values
         if getattr(args, "resume", False):
             base = self._resume_values(file_values, known)
+        elif getattr(args, "override", ""):
+            raise UsageError(f"--override {args.override} only applies with --resume")
         self._opts: dict[type, Any] = {k: config_from_args(k, args, base) for k in kinds}
         for kind, opts in self._opts.items():
             for f in dataclasses.fields(kind):
@@ -295,7 +297,10 @@ class Command(abc.ABC):
         return Path(args.out) / f"{self.run_command}-{config_hash(config)}"
 
     def check_location(self, path: Path) -> None:
-        """An existing folder needs --overwrite (or --resume); --resume needs one."""
+        """An existing folder needs --overwrite (or --resume); --resume needs one. Only
+        the writing process checks (under torchrun rank 0 may have created it already)."""
+        if process_rank() > 0:
+            return
         resume = bool(getattr(self.args, "resume", False))
         if resume and not path.is_dir():
             raise FileNotFoundError(f"nothing to resume: run folder {path} not found")
