@@ -96,6 +96,8 @@ def test_import_sparta_reaches_subpackages_lazily():
         (["eval", "--ckpt", "CKPT", "--dataset", "nope", "--name", "aug"], "nope"),
         (["certify", "--ckpt", "CKPT", "--eps", "1.5", "--name", "aug"], "eps=1.5"),
         (["unlearn", "--ckpt", "CKPT", "--method", "nope", "--name", "aug"], "nope"),
+        (["unlearn", "--ckpt", "CKPT", "--forget", "some:1", "--name", "aug"], "some:1"),
+        (["train", "--override", "lr", "--name", "aug"], "only applies with --resume"),
     ],
 )
 def test_bad_names_fail_before_any_data_and_leave_no_folder(

@@ -28,6 +28,11 @@ class UnlearnSource(Options):
     forget: str = option("random:0.1", "random:F (fraction) or class:C[,C]")
     dataset: str = option("", "dataset expected (an error if the checkpoint's differs)")
 
+    def __post_init__(self) -> None:
+        from sparta.unlearn import parse_forget
+
+        parse_forget(self.forget)  # a bad spec fails before any data is loaded
+
 
 @dataclass
 class UnlearnRun(Options):
