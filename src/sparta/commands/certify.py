@@ -66,9 +66,8 @@ class Certify(Command):
     folder = "eval"
 
     def run(self) -> int:
-        from sparta.certify.graph import trace
-
         from sparta import data as sdata
+        from sparta.certify.graph import trace
 
         src, opts = self.get(CheckpointOptions), self.get(CertifyOptions)
         model, train_config = src.load_model()
