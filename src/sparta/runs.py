@@ -8,13 +8,20 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from sparta.io import write_json
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from sparta.train import Splits, TrainConfig
+
 DEFAULT_ROOT = "runs"
+EVALS = "evals"
+SPLIT_MODES = ("run", "full", "none")
 
 
 def config_hash(config: dict[str, Any], length: int = 8) -> str:
@@ -58,6 +65,68 @@ class Run:
         run = cls(path)
         run.write_config({"command": command, **config})
         return run
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: str = "cpu",
+        dataset: str | None = None,
+        splits: str = "run",
+    ) -> tuple[nn.Module, Splits | None, TrainConfig]:
+        """The model of a checkpoint file or run folder, its data and its training config.
+
+        ``splits`` is ``"run"`` (the training/validation/test sets as the run folder's
+        config.yaml recorded them: subsets and validation split; the dataset's whole splits
+        when the checkpoint has no run folder), ``"full"`` (the dataset's whole train and
+        test splits, no validation) or ``"none"`` (no data loaded; the config is the run's, as
+        for ``"run"``). ``dataset`` asks for
+        another dataset with the same input shape and classes. Every check (the file, the
+        dataset name and shape) runs before any data is loaded.
+        """
+        import sparta
+        from sparta import data as sdata
+        from sparta.train import Splits, TrainConfig, load_splits
+        from sparta.train.config import read_yaml
+
+        if splits not in SPLIT_MODES:
+            raise ValueError(
+                f"splits={splits!r} is not allowed; expected one of {', '.join(SPLIT_MODES)}"
+            )
+        given = Path(path)
+        if given.is_file() and given.suffix != ".safetensors":
+            raise ValueError(
+                f"{given} is not a checkpoint; expected a .safetensors file or a run folder"
+            )
+        model = sparta.load(given, device=device)
+        spec = model.sparta_spec
+        trained_on = spec["dataset"]["name"]
+        name = dataset or trained_on
+        if name != trained_on:
+            have = sdata.info(name)
+            want = tuple(spec["dataset"]["input_shape"])
+            if (
+                tuple(have.input_shape) != want
+                or have.num_classes != spec["dataset"]["num_classes"]
+            ):
+                raise ValueError(
+                    f"checkpoint was trained on {trained_on} (inputs {want}, "
+                    f"{spec['dataset']['num_classes']} classes); dataset {name} has "
+                    f"{tuple(have.input_shape)} and {have.num_classes} classes"
+                )
+        known = set(TrainConfig.__dataclass_fields__)
+        values: dict[str, Any] = {"val_fraction": 0.0}
+        folder = run_folder_of(model.sparta_checkpoint["path"])
+        if folder is not None and splits != "full":
+            recorded = read_yaml(folder / "config.yaml")
+            values = {k: v for k, v in recorded.items() if k in known}
+        values.update(dataset=name, model=spec["name"], width=spec.get("width", 1.0))
+        config = TrainConfig.from_dict(values)
+        if splits == "none":
+            return model, None, config
+        if splits == "full":
+            return model, Splits(sdata.load(name, "train"), None, sdata.load(name, "test")), config
+        return model, load_splits(config), config
 
     # files
     @property
@@ -110,6 +179,27 @@ class Run:
 
     def read_summary(self) -> dict[str, Any]:
         return json.loads(self.summary_file.read_text()) if self.summary_file.is_file() else {}
+
+
+def run_folder_of(path: str | os.PathLike) -> Path | None:
+    """The run folder a checkpoint path belongs to: the folder itself, or the folder of a
+    file (``run/model.safetensors``) or of a checkpoint (``run/checkpoints/x.safetensors``);
+    None when no ``config.yaml`` says it is one."""
+    path = Path(path)
+    candidates = [path] if path.is_dir() else [path.parent, path.parent.parent]
+    for folder in candidates:
+        if (folder / "config.yaml").is_file():
+            return folder
+    return None
+
+
+def eval_folder(ckpt: str | os.PathLike, command: str, config: dict[str, Any]) -> Path | None:
+    """Where an evaluation of ``ckpt`` is recorded: ``<run>/evals/<command>-<hash>`` when
+    ``ckpt`` is a run folder or a file inside one, else None."""
+    folder = run_folder_of(ckpt)
+    if folder is None:
+        return None
+    return folder / EVALS / f"{command}-{config_hash(config)}"
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:

@@ -26,32 +26,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparta.cli import Command
+from sparta.options import Options, option, require
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from sparta.backdoor.detect import DetectOptions
-    from sparta.backdoor.recover import RecoverOptions
-    from sparta.cli import Parser, add_dataclass_flags, add_run_flags
-    from sparta.unlearn.options import UnlearnOptions
 
-    p = sub.add_parser("backdoor", help="Trojan-ticket detection, trigger recovery, removal")
-    actions = p.add_subparsers(dest="action", required=True, parser_class=Parser)
-    d = actions.add_parser("detect", help="is this model Trojaned? (IMP + Trojan score)")
-    d.add_argument("--ckpt", required=True, help="run folder or .safetensors of the suspect")
-    d.add_argument("--subset", type=int, default=5000, help="defender samples (0: all)")
-    add_dataclass_flags(d, DetectOptions)
-    add_run_flags(d, resume=False)
-    d.set_defaults(func=run_detect)
-    r = actions.add_parser("recover", help="recover the trigger from noise (Neural Cleanse/TABOR)")
-    r.add_argument("--ckpt", required=True, help="a model, or a `backdoor detect` run folder")
-    add_dataclass_flags(r, RecoverOptions)
-    add_run_flags(r, resume=False)
-    r.set_defaults(func=run_recover)
-    u = actions.add_parser("remove", help="unlearn the poisoned samples of a --poison run")
-    u.add_argument("--ckpt", required=True, help="run folder of a `sparta train --poison` run")
-    u.add_argument("--method", default="salun", help="unlearning method (see sparta unlearn)")
-    add_dataclass_flags(u, UnlearnOptions)
-    add_run_flags(u, resume=False)
-    u.set_defaults(func=run_remove)
+@dataclass
+class SuspectOptions(Options):
+    """The suspect model (detect, remove)."""
+
+    ckpt: str = option("", "run folder or .safetensors of the suspect", required=True)
+
+
+@dataclass
+class DetectData(Options):
+    """The defender's data for detection."""
+
+    subset: int = option(5000, "defender samples (0: all)")
+
+    def __post_init__(self) -> None:
+        require(self.subset >= 0, "subset", self.subset, "an integer >= 0")
+
+
+@dataclass
+class RecoverSource(Options):
+    """The model whose trigger is recovered."""
+
+    ckpt: str = option("", "a model, or a `backdoor detect` run folder", required=True)
+
+
+@dataclass
+class RemoveMethod(Options):
+    """How to unlearn the poisoned samples."""
+
+    method: str = option("salun", "unlearning method (see sparta unlearn)")
+
+    def __post_init__(self) -> None:
+        from sparta.unlearn import get_method
+
+        self.method = get_method(self.method).name
 
 
 @dataclass
@@ -68,15 +80,18 @@ class Suspect:
 def load_suspect(ckpt: str, device: str = "cpu") -> Suspect:
     """Load ``ckpt`` and rebuild its training split, poisoned as its run folder records."""
     from sparta.backdoor.poison import poison
-    from sparta.commands.unlearn import _run_config, load_checkpoint
+    from sparta.runs import Run, run_folder_of
     from sparta.train.config import read_yaml
 
-    model, train, test, base = load_checkpoint(ckpt, None, device)
-    config = _run_config(Path(model.sparta_checkpoint["path"]))
-    spec = read_yaml(config).get("poison") if config is not None else None
+    model, splits, base = Run.from_checkpoint(ckpt, device, splits="run")
+    assert splits is not None
+    train, test = splits.train, splits.test
+    folder = run_folder_of(model.sparta_checkpoint["path"])
+    spec = read_yaml(folder / "config.yaml").get("poison") if folder is not None else None
     poisoned = poison(train, spec) if spec else None
     if poisoned is not None:
-        _check_indices(config.parent, poisoned)
+        assert folder is not None
+        _check_indices(folder, poisoned)
     return Suspect(model, poisoned.data if poisoned else train, test, base, poisoned)
 
 
@@ -95,94 +110,126 @@ def _truth(s: Suspect) -> dict[str, Any]:
     return {"trigger": s.poisoned.trigger, "target": s.poisoned.config.target}
 
 
-def run_detect(args: argparse.Namespace) -> int:
-    from sparta.backdoor.detect import DetectOptions, detect, plot_detection
-    from sparta.cli import config_from_args
-    from sparta.io import save
-    from sparta.runs import Run
+class Detect(Command):
+    name = "detect"
+    command = "backdoor-detect"
+    help = "is this model Trojaned? (IMP + Trojan score)"
 
-    opts = config_from_args(DetectOptions, args)
-    if args.subset < 0:
-        raise ValueError(f"subset={args.subset!r} is not allowed; expected an integer >= 0")
-    s = load_suspect(args.ckpt, opts.device)
-    data = s.train.take(min(args.subset, len(s.train)), seed=opts.seed) if args.subset else s.train
-    config = {"ckpt": str(s.model.sparta_checkpoint["path"]), "subset": args.subset}
-    out = Run.create({**config, **opts.to_dict()}, "backdoor-detect", args.out, args.name,
-                     overwrite=args.overwrite)  # fmt: skip
-    res = detect(s.model, data, opts, test=s.test, on_level=out.log, **_truth(s))
-    save(res.ticket, out.file("ticket.safetensors"), level=res.best_level, score=res.score)
-    out.write_summary(res.summary)
-    plot = plot_detection(res.levels, out.file("levels.png"), title=f"{s.config.model}")
-    peak = 100 * res.levels[res.best_level]["remaining"]
-    print(f"trojan={str(res.trojan).lower()} target={res.target} "
-          f"anomaly_index={res.anomaly_index:.2f} score={res.score:.4f} (winning ticket: level "
-          f"{res.best_level}, {peak:.2f}% remaining)")  # fmt: skip
-    print(f"run: {out.path}")
-    print(f"plot: {plot}")
-    return 0
+    @classmethod
+    def option_types(cls) -> tuple[type, ...]:
+        from sparta.backdoor.detect import DetectOptions
 
+        return (SuspectOptions, DetectData, DetectOptions)
 
-def run_recover(args: argparse.Namespace) -> int:
-    import sparta
-    from sparta.backdoor.metrics import asr
-    from sparta.backdoor.recover import RecoverOptions, recover, save_trigger_png
-    from sparta.cli import config_from_args
-    from sparta.runs import Run
+    def run(self) -> int:
+        from sparta.backdoor.detect import DetectOptions, detect, plot_detection
+        from sparta.io import save
 
-    opts = config_from_args(RecoverOptions, args)
-    folder = Path(args.ckpt)
-    ticket = None
-    if folder.is_dir() and (folder / "ticket.safetensors").is_file():  # a detect run folder
-        ticket = sparta.load(folder / "ticket.safetensors", device=opts.device)
-        original = Run(folder).read_config()["ckpt"]
-    else:
-        original = args.ckpt
-    s = load_suspect(original, opts.device)
-    probe = ticket if ticket is not None else s.model
-    info = s.test.info
-    config = {"ckpt": args.ckpt, "original": str(s.model.sparta_checkpoint["path"])}
-    out = Run.create({**config, **opts.to_dict()}, "backdoor-recover", args.out, args.name,
-                     overwrite=args.overwrite)  # fmt: skip
-    res = recover(probe, tuple(info.input_shape), info.num_classes, opts)
-    summary = res.to_dict()
-    summary["on_ticket"] = ticket is not None
-    if res.target is not None:
-        summary["recovered_asr"] = asr(s.model, s.test, res.trigger(res.target), res.target)
-    truth = _truth(s)
-    if truth:
-        summary["true_target"] = truth["target"]
-        summary["correct"] = res.target == truth["target"]
-    torch_png = save_trigger_png(res, out.file("trigger.png"))
-    out.write_summary(summary)
-    extra = f" recovered_asr={summary['recovered_asr']:.4f}" if res.target is not None else ""
-    print(f"target={res.target} trojan={str(res.target is not None).lower()} "
-          f"anomaly_index={summary['anomaly_index']:.2f}{extra}")  # fmt: skip
-    print(f"run: {out.path}")
-    print(f"trigger: {torch_png}")
-    return 0
+        opts, subset = self.get(DetectOptions), self.get(DetectData).subset
+        s = load_suspect(self.get(SuspectOptions).ckpt, opts.device)
+        data = s.train.take(min(subset, len(s.train)), seed=opts.seed) if subset else s.train
+        out = self.create_run(self.config())
+        res = detect(s.model, data, opts, test=s.test, on_level=out.log, **_truth(s))
+        save(res.ticket, out.file("ticket.safetensors"), level=res.best_level, score=res.score)
+        out.write_summary(res.summary)
+        plot = plot_detection(res.levels, out.file("levels.png"), title=f"{s.config.model}")
+        peak = 100 * res.levels[res.best_level]["remaining"]
+        print(f"trojan={str(res.trojan).lower()} target={res.target} "
+              f"anomaly_index={res.anomaly_index:.2f} score={res.score:.4f} (winning ticket: "
+              f"level {res.best_level}, {peak:.2f}% remaining)")  # fmt: skip
+        print(f"run: {out.path}")
+        print(f"plot: {plot}")
+        return 0
 
 
-def run_remove(args: argparse.Namespace) -> int:
-    from sparta.backdoor.remove import remove
-    from sparta.cli import config_from_args
-    from sparta.io import save
-    from sparta.runs import Run
-    from sparta.unlearn.options import UnlearnOptions
+class Recover(Command):
+    name = "recover"
+    command = "backdoor-recover"
+    help = "recover the trigger from noise (Neural Cleanse/TABOR)"
 
-    opts = config_from_args(UnlearnOptions, args)
-    s = load_suspect(args.ckpt, opts.device)
-    if s.poisoned is None:
-        raise ValueError(f"{args.ckpt} is not a `sparta train --poison` run: nothing to unlearn")
-    config = {"ckpt": str(s.model.sparta_checkpoint["path"]), "method": args.method}
-    out = Run.create({**config, **opts.to_dict()}, "backdoor-remove", args.out, args.name,
-                     overwrite=args.overwrite)  # fmt: skip
-    res = remove(s.model, s.poisoned, s.test, args.method, opts, s.config, quiet=args.quiet)
-    save(res.model, out.file("model.safetensors"), **{k: v for k, v in res.summary.items()
-                                                      if isinstance(v, float)})  # fmt: skip
-    out.write_summary(res.summary)
-    m = res.summary
-    what = f"({m['method']}, {m['n_forget']} poisoned samples forgotten)"
-    print(f"asr {m['asr_before']:.4f} -> {m['asr']:.4f}, "
-          f"test_acc {m['test_acc_before']:.4f} -> {m['test_acc']:.4f} {what}")  # fmt: skip
-    print(f"run: {out.path}")
-    return 0
+    @classmethod
+    def option_types(cls) -> tuple[type, ...]:
+        from sparta.backdoor.recover import RecoverOptions
+
+        return (RecoverSource, RecoverOptions)
+
+    def run(self) -> int:
+        import sparta
+        from sparta.backdoor.metrics import asr
+        from sparta.backdoor.recover import RecoverOptions, recover, save_trigger_png
+        from sparta.runs import Run
+
+        opts, ckpt = self.get(RecoverOptions), self.get(RecoverSource).ckpt
+        folder = Path(ckpt)
+        ticket = None
+        if folder.is_dir() and (folder / "ticket.safetensors").is_file():  # a detect run
+            ticket = sparta.load(folder / "ticket.safetensors", device=opts.device)
+            original = Run(folder).read_config()["ckpt"]
+        else:
+            original = ckpt
+        s = load_suspect(original, opts.device)
+        probe = ticket if ticket is not None else s.model
+        info = s.test.info
+        out = self.create_run(self.config())
+        res = recover(probe, tuple(info.input_shape), info.num_classes, opts)
+        summary = res.to_dict()
+        summary["on_ticket"] = ticket is not None
+        summary["original"] = str(s.model.sparta_checkpoint["path"])
+        if res.target is not None:
+            summary["recovered_asr"] = asr(s.model, s.test, res.trigger(res.target), res.target)
+        truth = _truth(s)
+        if truth:
+            summary["true_target"] = truth["target"]
+            summary["correct"] = res.target == truth["target"]
+        png = save_trigger_png(res, out.file("trigger.png"))
+        out.write_summary(summary)
+        extra = f" recovered_asr={summary['recovered_asr']:.4f}" if res.target is not None else ""
+        print(f"target={res.target} trojan={str(res.target is not None).lower()} "
+              f"anomaly_index={summary['anomaly_index']:.2f}{extra}")  # fmt: skip
+        print(f"run: {out.path}")
+        print(f"trigger: {png}")
+        return 0
+
+
+class Remove(Command):
+    name = "remove"
+    command = "backdoor-remove"
+    help = "unlearn the poisoned samples of a --poison run"
+
+    @classmethod
+    def option_types(cls) -> tuple[type, ...]:
+        from sparta.unlearn.options import UnlearnOptions
+
+        return (SuspectOptions, RemoveMethod, UnlearnOptions)
+
+    def run(self) -> int:
+        from sparta.backdoor.remove import remove
+        from sparta.io import save
+        from sparta.unlearn.options import UnlearnOptions
+
+        opts, ckpt = self.get(UnlearnOptions), self.get(SuspectOptions).ckpt
+        method = self.get(RemoveMethod).method
+        s = load_suspect(ckpt, opts.device)
+        if s.poisoned is None:
+            raise ValueError(f"{ckpt} is not a `sparta train --poison` run: nothing to unlearn")
+        out = self.create_run(self.config())
+        res = remove(s.model, s.poisoned, s.test, method, opts, s.config, quiet=self.quiet)
+        save(res.model, out.file("model.safetensors"), **{k: v for k, v in res.summary.items()
+                                                          if isinstance(v, float)})  # fmt: skip
+        out.write_summary(res.summary)
+        m = res.summary
+        what = f"({m['method']}, {m['n_forget']} poisoned samples forgotten)"
+        print(f"asr {m['asr_before']:.4f} -> {m['asr']:.4f}, "
+              f"test_acc {m['test_acc_before']:.4f} -> {m['test_acc']:.4f} {what}")  # fmt: skip
+        print(f"run: {out.path}")
+        return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from sparta.cli import Parser, add_global_flags
+
+    p = sub.add_parser("backdoor", help="Trojan-ticket detection, trigger recovery, removal")
+    add_global_flags(p, after_command=True)
+    actions = p.add_subparsers(dest="action", required=True, parser_class=Parser)
+    for cmd in (Detect, Recover, Remove):
+        cmd.register(actions)

@@ -17,31 +17,35 @@ import argparse
 import copy
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from sparta.cli import Command
+from sparta.options import Options, option, require
+
 log = logging.getLogger(__name__)
+FORMATS = ("compact", "csr", "bsr")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a pruned checkpoint: compact, CSR or BSR")
-    p.add_argument("--ckpt", required=True, help="run folder or .safetensors file")
-    p.add_argument("--format", required=True, choices=["compact", "csr", "bsr"])
-    p.add_argument("--blocksize", type=int, default=16, help="BSR tile size (default: 16)")
-    p.add_argument(
-        "--conv",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also convert Conv2d layers (im2col) for csr/bsr (default: yes)",
-    )
-    p.add_argument("--batch", type=int, default=256, help="inputs for the output check")
-    p.add_argument("--out", default="runs", help="folder that holds run folders (default: runs)")
-    p.add_argument("--name", help="run folder name (default: export and a hash of the config)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    p.set_defaults(func=run)
+@dataclass
+class ExportOptions(Options):
+    """What to export and how (recorded in config.yaml)."""
+
+    ckpt: str = option("", "run folder or .safetensors file", required=True)
+    format: str = option("", "compact, csr or bsr", required=True, choices=FORMATS)
+    blocksize: int = option(16, "BSR tile size")
+    conv: bool = option(True, "also convert Conv2d layers (im2col) for csr/bsr")
+    batch: int = option(256, "inputs for the output check")
+
+    def __post_init__(self) -> None:
+        if self.format:
+            require(self.format in FORMATS, "format", self.format, f"one of {', '.join(FORMATS)}")
+        require(self.blocksize >= 1, "blocksize", self.blocksize, "an integer >= 1")
+        require(self.batch >= 1, "batch", self.batch, "an integer >= 1")
 
 
 def check_inputs(model: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, str]:
@@ -106,43 +110,49 @@ def export_model(
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    import sparta
-    from sparta.runs import Run
+class Export(Command):
+    name = "export"
+    help = "export a pruned checkpoint: compact, CSR or BSR"
+    options = (ExportOptions,)
 
-    if args.blocksize < 1:
-        raise ValueError(f"--blocksize {args.blocksize} is not allowed; expected >= 1")
-    if args.batch < 1:
-        raise ValueError(f"--batch {args.batch} is not allowed; expected >= 1")
-    model = sparta.load(args.ckpt)
-    out, figures = export_model(model, args.format, args.blocksize, args.conv)
-    x, source = check_inputs(model, args.batch)
-    with torch.no_grad():
-        diff = float((model(x) - out.eval()(x)).abs().max())
-    config = {
-        "ckpt": str(model.sparta_checkpoint["path"]),
-        "format": args.format,
-        "blocksize": args.blocksize if args.format == "bsr" else None,
-        "conv": args.conv,
-    }
-    run_ = Run.create(config, "export", root=args.out, name=args.name, overwrite=args.overwrite)
-    path = sparta.save(out, run_.path, source=config["ckpt"], format=args.format)
-    size, size_dense = _file_size(path), dense_size_on_disk(model)
-    summary = {
-        "format": args.format,
-        **figures,
-        "size_bytes": size,
-        "size_bytes_dense": size_dense,
-        "size_fraction": size / size_dense,
-        "max_abs_diff": diff,
-        "inputs": source,
-        "n_inputs": int(x.shape[0]),
-    }
-    run_.write_summary(summary)
-    print(
-        f"{args.format}: params {summary['param_fraction']:.3f}, "
-        f"MACs {summary['mac_fraction']:.3f}, size {summary['size_fraction']:.3f} of dense; "
-        f"max |diff| {diff:.2e} on {x.shape[0]} {source} inputs"
-    )
-    print(f"run: {run_.path}")
-    return 0
+    def config(self) -> dict[str, Any]:
+        opts = self.get(ExportOptions)
+        return {**opts.to_dict(), "blocksize": opts.blocksize if opts.format == "bsr" else None}
+
+    def run(self) -> int:
+        import sparta
+        from sparta.runs import Run
+
+        opts = self.get(ExportOptions)
+        model, _, _ = Run.from_checkpoint(opts.ckpt, splits="none")
+        out, figures = export_model(model, opts.format, opts.blocksize, opts.conv)
+        x, source = check_inputs(model, opts.batch)
+        with torch.no_grad():
+            diff = float((model(x) - out.eval()(x)).abs().max())
+        run_ = self.create_run(self.config())
+        source_file = str(model.sparta_checkpoint["path"])
+        path = sparta.save(out, run_.path, source=source_file, format=opts.format)
+        size, size_dense = _file_size(path), dense_size_on_disk(model)
+        summary = {
+            "format": opts.format,
+            **figures,
+            "size_bytes": size,
+            "size_bytes_dense": size_dense,
+            "size_fraction": size / size_dense,
+            "max_abs_diff": diff,
+            "inputs": source,
+            "n_inputs": int(x.shape[0]),
+            "ckpt_file": source_file,
+        }
+        run_.write_summary(summary)
+        print(
+            f"{opts.format}: params {summary['param_fraction']:.3f}, "
+            f"MACs {summary['mac_fraction']:.3f}, size {summary['size_fraction']:.3f} of dense; "
+            f"max |diff| {diff:.2e} on {x.shape[0]} {source} inputs"
+        )
+        print(f"run: {run_.path}")
+        return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    Export.register(sub)

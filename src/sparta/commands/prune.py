@@ -23,6 +23,7 @@ from typing import Any
 
 from torch import nn
 
+from sparta.cli import Command
 from sparta.options import Options, option
 
 
@@ -79,48 +80,6 @@ class PruneOptions(Options):
         return opts
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from sparta.cli import add_dataclass_flags, add_run_flags
-    from sparta.train import TrainConfig
-
-    p = sub.add_parser("prune", help="prune a model at init (then train) or after training")
-    p.add_argument("--ckpt", help="prune this run folder or checkpoint instead of a new model")
-    add_dataclass_flags(p, TrainConfig)
-    add_dataclass_flags(p, PruneOptions)
-    add_run_flags(p)
-    p.set_defaults(func=run)
-
-
-def _configs(args: argparse.Namespace) -> tuple[Any, PruneOptions, nn.Module | None]:
-    """TrainConfig, PruneOptions and (with ``--ckpt``) the loaded model."""
-    import sparta
-    from sparta.cli import config_from_args
-    from sparta.train import TrainConfig
-    from sparta.train.config import read_yaml
-
-    file_values = read_yaml(args.config) if args.config else {}
-    known = set(TrainConfig.__dataclass_fields__) | set(PruneOptions.__dataclass_fields__)
-    unknown = sorted(set(file_values) - known)
-    if unknown:
-        raise ValueError(f"unknown config key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
-    opts = config_from_args(PruneOptions, args, file_values)
-    if not args.ckpt:
-        return config_from_args(TrainConfig, args, file_values), opts, None
-    model = sparta.load(args.ckpt)
-    base: dict[str, Any] = {}
-    run_config = Path(args.ckpt) / "config.yaml"
-    if run_config.is_file():  # a run folder: start from the config it was trained with
-        base = {
-            k: v for k, v in read_yaml(run_config).items() if k in TrainConfig.__dataclass_fields__
-        }
-    spec = model.sparta_spec
-    base.update(file_values)
-    base.update(dataset=spec["dataset"]["name"], model=spec["name"], width=spec.get("width", 1.0))
-    if "epochs" not in vars(args):
-        base["epochs"] = 0
-    return config_from_args(TrainConfig, args, base), opts, model
-
-
 def _check_fit(cfg: Any, opts: PruneOptions, model: nn.Module | None) -> None:
     """Raise ValueError if include/exclude/structure do not fit the model."""
     import torch
@@ -139,75 +98,147 @@ def _check_fit(cfg: Any, opts: PruneOptions, model: nn.Module | None) -> None:
     check_prunable(model, opts.structure, opts.include or None, opts.exclude)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+@dataclass
+class PruneSource(Options):
+    """Prune a trained checkpoint instead of a freshly initialised model."""
 
-    from sparta import models
-    from sparta.io import save, write_json
-    from sparta.runs import Run, config_hash
-    from sparta.sparsity.pruning import prune
-    from sparta.sparsity.report import format_report, report
-    from sparta.train import evaluate, load_splits, train
+    ckpt: str = option("", "prune this run folder or checkpoint instead of a new model")
 
-    cfg, opts, model = _configs(args)
-    _check_fit(cfg, opts, model)  # fail before loading any data
-    torch.manual_seed(cfg.seed)
-    splits = load_splits(cfg)
-    if model is None:  # the same initialisation as `sparta train` with this seed
-        model = models.create(cfg.model, dataset=splits.train.info, width=cfg.width)
-    model = model.to(cfg.device)
-    start = time.perf_counter()
-    handle = prune(
-        model,
-        opts.method,
-        opts.sparsity,
-        opts.structure,
-        opts.scope,
-        data=splits.train,
-        include=opts.include or None,
-        exclude=opts.exclude,
-        **opts.criterion_options(cfg.seed),
-    )
-    prune_time = time.perf_counter() - start
-    extra = {**opts.to_dict(), "ckpt": str(args.ckpt) if args.ckpt else None}
-    name = args.name or f"prune-{config_hash({**cfg.to_dict(), **extra})}"
-    if cfg.epochs > 0:
-        result = train(
-            cfg,
-            root=args.out,
-            name=name,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            quiet=args.quiet,
-            model=model,
-            callbacks=[handle.callback()],
-            extra_config=extra,
+
+class Prune(Command):
+    name = "prune"
+    help = "prune a model at init (then train) or after training"
+    resumable = True
+
+    @classmethod
+    def option_types(cls) -> tuple[type, ...]:
+        from sparta.train import TrainConfig
+
+        return (PruneSource, TrainConfig, PruneOptions)
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self.model: nn.Module | None = None
+        ckpt = self.get(PruneSource).ckpt
+        if ckpt:
+            self.model = self._load(ckpt)
+
+    def _load(self, ckpt: str) -> nn.Module:
+        """The checkpoint's model; the training config starts from its run's (unless
+        resuming: the recorded config is already resolved), with epochs 0 by default."""
+        from sparta.cli import config_from_args
+        from sparta.runs import Run, run_folder_of
+        from sparta.train import TrainConfig
+        from sparta.train.config import read_yaml
+
+        model, _, _ = Run.from_checkpoint(ckpt, splits="none")
+        if self.resume_dir is not None:
+            return model
+        base: dict[str, Any] = {}
+        folder = Path(ckpt) if Path(ckpt).is_dir() else None
+        if folder is not None and folder == run_folder_of(ckpt):
+            known = TrainConfig.__dataclass_fields__
+            base = {k: v for k, v in read_yaml(folder / "config.yaml").items() if k in known}
+        file_values = read_yaml(self.args.config) if self.args.config else {}
+        spec = model.sparta_spec
+        base.update({k: v for k, v in file_values.items() if k in TrainConfig.__dataclass_fields__})
+        base.update(
+            dataset=spec["dataset"]["name"], model=spec["name"], width=spec.get("width", 1.0)
         )
-        run_, summary = result.run, dict(result.summary)
-    else:
-        run_ = Run.create(
-            {**cfg.to_dict(), **extra}, "prune", args.out, name, overwrite=args.overwrite
+        if "epochs" not in vars(self.args) and "epochs" not in file_values:
+            base["epochs"] = 0
+        self._opts[TrainConfig] = config_from_args(TrainConfig, self.args, base)
+        return model
+
+    def config(self) -> dict[str, Any]:
+        from sparta.train import TrainConfig
+
+        ckpt = self.get(PruneSource).ckpt
+        return {
+            **self.get(TrainConfig).to_dict(),
+            **self.get(PruneOptions).to_dict(),
+            "ckpt": ckpt or None,
+        }
+
+    def validate(self) -> None:
+        from sparta.commands.train import check_names
+        from sparta.train import TrainConfig
+
+        cfg, opts = self.get(TrainConfig), self.get(PruneOptions)
+        check_names(cfg)
+        _check_fit(cfg, opts, self.model)
+        super().validate()
+
+    def run(self) -> int:
+        import torch
+
+        from sparta import models
+        from sparta.io import save, write_json
+        from sparta.sparsity.pruning import prune
+        from sparta.sparsity.report import format_report, report
+        from sparta.train import TrainConfig, evaluate, load_splits, train
+
+        cfg, opts, model = self.get(TrainConfig), self.get(PruneOptions), self.model
+        torch.manual_seed(cfg.seed)
+        splits = load_splits(cfg)
+        if model is None:  # the same initialisation as `sparta train` with this seed
+            model = models.create(cfg.model, dataset=splits.train.info, width=cfg.width)
+        model = model.to(cfg.device)
+        start = time.perf_counter()
+        handle = prune(
+            model,
+            opts.method,
+            opts.sparsity,
+            opts.structure,
+            opts.scope,
+            data=splits.train,
+            include=opts.include or None,
+            exclude=opts.exclude,
+            **opts.criterion_options(cfg.seed),
         )
-        test = evaluate(model, splits.test, cfg.eval_batch_size)
-        summary = {"test_acc": test["acc"], "test_loss": test["loss"], "epochs": 0}
-        save(model, run_.file("model.safetensors"), test_acc=test["acc"])
-    assert run_ is not None
-    rep = report(model)
-    summary.update(
-        sparsity=handle.sparsity(),
-        kept_params_fraction=rep["global"]["kept_params_fraction"],
-        kept_macs_fraction=rep["global"].get("kept_macs_fraction", 1.0),
-        prune_time_s=prune_time,
-    )
-    run_.write_summary(summary)
-    table = format_report(rep)
-    run_.file("sparsity.txt").write_text(table + "\n")
-    write_json(run_.file("sparsity.json"), rep)
-    print(table)
-    print(
-        f"test_acc={summary['test_acc']:.4f} sparsity={summary['sparsity']:.4f} "
-        f"kept_macs={summary['kept_macs_fraction']:.4f} ({opts.method}, {opts.structure}, "
-        f"{opts.scope}; {cfg.model} on {cfg.dataset}, {cfg.epochs} epochs)"
-    )
-    print(f"run: {run_.path}")
-    return 0
+        prune_time = time.perf_counter() - start
+        config = self.config()
+        extra = {k: v for k, v in config.items() if k not in TrainConfig.__dataclass_fields__}
+        path = self.location(config)
+        if cfg.epochs > 0:
+            result = train(
+                cfg,
+                root=path.parent,
+                name=path.name,
+                resume=bool(self.args.resume),
+                overwrite=self.args.overwrite,
+                quiet=self.quiet,
+                model=model,
+                callbacks=[handle.callback()],
+                extra_config=extra,
+            )
+            run_, summary = result.run, dict(result.summary)
+        else:
+            run_ = self.create_run(config)
+            test = evaluate(model, splits.test, cfg.eval_batch_size)
+            summary = {"test_acc": test["acc"], "test_loss": test["loss"], "epochs": 0}
+            save(model, run_.file("model.safetensors"), test_acc=test["acc"])
+        assert run_ is not None
+        rep = report(model)
+        summary.update(
+            sparsity=handle.sparsity(),
+            kept_params_fraction=rep["global"]["kept_params_fraction"],
+            kept_macs_fraction=rep["global"].get("kept_macs_fraction", 1.0),
+            prune_time_s=prune_time,
+        )
+        run_.write_summary(summary)
+        table = format_report(rep)
+        run_.file("sparsity.txt").write_text(table + "\n")
+        write_json(run_.file("sparsity.json"), rep)
+        print(table)
+        print(
+            f"test_acc={summary['test_acc']:.4f} sparsity={summary['sparsity']:.4f} "
+            f"kept_macs={summary['kept_macs_fraction']:.4f} ({opts.method}, {opts.structure}, "
+            f"{opts.scope}; {cfg.model} on {cfg.dataset}, {cfg.epochs} epochs)"
+        )
+        print(f"run: {run_.path}")
+        return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    Prune.register(sub)

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from sparta.cli import add_dataclass_flags, add_run_flags, config_from_args
+from sparta.cli import Command
 
 
 @dataclass
@@ -44,68 +44,102 @@ EXTENSION_MODULES = (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from sparta.train import TrainConfig
+def check_names(cfg: Any) -> None:
+    """Raise ValueError for an unknown dataset, model or augmentation of a TrainConfig, or a
+    model that does not fit the dataset: before any data is loaded or folder created."""
+    import torch
 
-    for module in EXTENSION_MODULES:
-        importlib.import_module(module)
-    p = sub.add_parser("train", help="train a model and write a run folder")
-    add_dataclass_flags(p, TrainConfig)
-    for ext in EXTENSIONS:
-        add_dataclass_flags(p, ext.options)
-    add_run_flags(p)
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
+    from sparta import data as sdata
     from sparta import models
-    from sparta.report import plot_learning_curves
-    from sparta.train import TrainConfig, load_splits, train
-    from sparta.train.config import read_yaml
+    from sparta.data.augment import parse_augment
 
-    file_values = read_yaml(args.config) if args.config else {}
-    known = set(TrainConfig.__dataclass_fields__).union(
-        *(ext.options.__dataclass_fields__ for ext in EXTENSIONS)
-    )
-    unknown = sorted(set(file_values) - known)
-    if unknown:
-        raise ValueError(f"unknown config key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
-    cfg = config_from_args(TrainConfig, args, file_values)
-    extra: dict[str, Any] = {}
-    plan = None
-    for ext in EXTENSIONS:
-        opts = config_from_args(ext.options, args, file_values)
-        if not ext.active(opts):
-            continue
-        extra.update(opts.to_dict())
-        if plan is None:
-            import torch
+    info = sdata.info(cfg.dataset)
+    models.entry(cfg.model)
+    parse_augment(cfg.augment)
+    with torch.random.fork_rng(devices=[]):  # leave the seeded init untouched
+        models.create(cfg.model, dataset=info, width=cfg.width)
 
-            torch.manual_seed(cfg.seed)
-            splits = load_splits(cfg)
-            plan = TrainPlan(models.create(cfg.model, dataset=splits.train.info, width=cfg.width))
-        ext.setup(opts, plan, cfg, splits)
-    result = train(
-        cfg,
-        root=args.out,
-        name=args.name,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        quiet=args.quiet,
-        model=plan.model if plan else None,
-        callbacks=plan.callbacks if plan else (),
-        objective=plan.objective if plan else None,
-        extra_config=extra,
-        splits=splits if plan else None,
-    )
-    if result.run is None:
+
+class Train(Command):
+    name = "train"
+    help = "train a model and write a run folder"
+    resumable = True
+
+    @classmethod
+    def option_types(cls) -> tuple[type, ...]:
+        from sparta.train import TrainConfig
+
+        for module in EXTENSION_MODULES:
+            importlib.import_module(module)
+        return (TrainConfig, *(ext.options for ext in EXTENSIONS))
+
+    def config(self) -> dict[str, Any]:
+        """The training config and the options of the active extensions only."""
+        from sparta.train import TrainConfig
+
+        out = self.get(TrainConfig).to_dict()
+        for ext in EXTENSIONS:
+            opts = self.get(ext.options)
+            if ext.active(opts):
+                out.update(opts.to_dict())
+        return out
+
+    def validate(self) -> None:
+        from sparta.train import TrainConfig
+
+        check_names(self.get(TrainConfig))
+        super().validate()
+
+    def run(self) -> int:
+        from sparta import models
+        from sparta.report import plot_learning_curves
+        from sparta.train import TrainConfig, load_splits, train
+
+        cfg = self.get(TrainConfig)
+        extra: dict[str, Any] = {}
+        plan = None
+        splits = None
+        for ext in EXTENSIONS:
+            opts = self.get(ext.options)
+            if not ext.active(opts):
+                continue
+            extra.update(opts.to_dict())
+            if plan is None:
+                import torch
+
+                torch.manual_seed(cfg.seed)
+                splits = load_splits(cfg)
+                plan = TrainPlan(
+                    models.create(cfg.model, dataset=splits.train.info, width=cfg.width)
+                )
+            ext.setup(opts, plan, cfg, splits)
+        path = self.location(self.config())
+        result = train(
+            cfg,
+            root=path.parent,
+            name=path.name,
+            resume=bool(self.args.resume),
+            overwrite=self.args.overwrite,
+            quiet=self.quiet,
+            model=plan.model if plan else None,
+            callbacks=plan.callbacks if plan else (),
+            objective=plan.objective if plan else None,
+            extra_config=extra,
+            splits=splits,
+        )
+        if result.run is None:
+            return 0
+        plot = plot_learning_curves(result.run.path) if result.history else None
+        s = result.summary
+        print(
+            f"test_acc={s['test_acc']:.4f} ({cfg.model} on {cfg.dataset}, {s['epochs']} epochs, "
+            f"{s['train_time_s']:.1f}s)"
+        )
+        print(f"run: {result.run.path}")
+        if plot is not None:
+            print(f"plot: {plot}")
         return 0
-    plot = plot_learning_curves(result.run.path)
-    s = result.summary
-    print(
-        f"test_acc={s['test_acc']:.4f} ({cfg.model} on {cfg.dataset}, {s['epochs']} epochs, "
-        f"{s['train_time_s']:.1f}s)"
-    )
-    print(f"run: {result.run.path}")
-    print(f"plot: {plot}")
-    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    Train.register(sub)
