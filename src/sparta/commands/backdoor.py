@@ -2,7 +2,7 @@
 
 * ``detect``: progressive IMP of the checkpoint with the Trojan score per level, then
   trigger recovery on the dense model and the winning ticket for the verdict
-  (:mod:`sparta.backdoor.detect`); writes ``summary.json`` (``trojan``, ``score``,
+  (:mod:`sparta.experiments.trojan`); writes ``summary.json`` (``trojan``, ``score``,
   ``target``, ``anomaly_index``, ``best_level``, ``sparsity``, ``levels``), ``levels.png``
   and ``ticket.safetensors`` (the winning Trojan ticket: the sparse level with the peak
   score). The defender's data is the checkpoint's training split (``--subset`` samples of
@@ -117,13 +117,14 @@ class Detect(Command):
 
     @classmethod
     def option_types(cls) -> tuple[type, ...]:
-        from sparta.backdoor.detect import DetectOptions
+        from sparta.experiments.trojan import DetectOptions
 
         return (SuspectOptions, DetectData, DetectOptions)
 
     def run(self) -> int:
-        from sparta.backdoor.detect import DetectOptions, detect, plot_detection
+        from sparta.experiments.trojan import DetectOptions, detect
         from sparta.io import save
+        from sparta.report.trojan import plot_detection
 
         opts, subset = self.get(DetectOptions), self.get(DetectData).subset
         s = load_suspect(self.get(SuspectOptions).ckpt, opts.device)

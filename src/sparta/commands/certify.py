@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from sparta.cli import CheckpointOptions, Command
 from sparta.options import Options, option, require
-
 from sparta.registry import get_registry
 
 METHODS = tuple(get_registry("certify").aliases())

@@ -7,8 +7,10 @@ Two modes:
 * after training (``--ckpt RUN``): the checkpoint is loaded, pruned, then fine-tuned for
   ``--epochs`` (default 0: only evaluated).
 
-``summary.json`` holds ``test_acc``, ``sparsity`` (fraction of zeros among the masked
-parameters), ``kept_params_fraction`` and ``kept_macs_fraction``; ``sparsity.txt`` and
+``summary.json`` holds ``test_acc``, ``pruned_test_acc`` (right after pruning, before any
+training), ``sparsity`` (fraction of zeros among the masked parameters; with
+``--structure channel`` the fraction of channels removed), ``weight_sparsity`` (fraction of
+zero weights), ``kept_params_fraction`` and ``kept_macs_fraction``; ``sparsity.txt`` and
 ``sparsity.json`` hold the per-layer report.
 """
 
@@ -176,6 +178,7 @@ class Prune(Command):
         from sparta.io import save, write_json
         from sparta.sparsity.pruning import prune
         from sparta.sparsity.report import format_report, report
+        from sparta.sparsity.structures import parse_structure
         from sparta.train import TrainConfig, evaluate, load_splits, train
 
         cfg, opts, model = self.get(TrainConfig), self.get(PruneOptions), self.model
@@ -197,6 +200,7 @@ class Prune(Command):
             **opts.criterion_options(cfg.seed),
         )
         prune_time = time.perf_counter() - start
+        pruned = evaluate(model, splits.test, cfg.eval_batch_size)  # before any fine-tuning
         config = self.config()
         extra = {k: v for k, v in config.items() if k not in TrainConfig.__dataclass_fields__}
         path = self.location(config)
@@ -220,8 +224,13 @@ class Prune(Command):
             save(model, run_.file("model.safetensors"), test_acc=test["acc"])
         assert run_ is not None
         rep = report(model)
+        channels = parse_structure(opts.structure).kind == "channel"
         summary.update(
-            sparsity=handle.sparsity(),
+            # with channel pruning, `sparsity` is the fraction of channels removed and
+            # `weight_sparsity` the resulting fraction of zero weights
+            sparsity=handle.channel_sparsity() if channels else handle.sparsity(),
+            weight_sparsity=handle.weight_sparsity(),
+            pruned_test_acc=pruned["acc"],
             kept_params_fraction=rep["global"]["kept_params_fraction"],
             kept_macs_fraction=rep["global"].get("kept_macs_fraction", 1.0),
             prune_time_s=prune_time,
@@ -232,7 +241,9 @@ class Prune(Command):
         write_json(run_.file("sparsity.json"), rep)
         print(table)
         print(
-            f"test_acc={summary['test_acc']:.4f} sparsity={summary['sparsity']:.4f} "
+            f"test_acc={summary['test_acc']:.4f} (after pruning, before training: "
+            f"{summary['pruned_test_acc']:.4f}) sparsity={summary['sparsity']:.4f} "
+            f"weight_sparsity={summary['weight_sparsity']:.4f} "
             f"kept_macs={summary['kept_macs_fraction']:.4f} ({opts.method}, {opts.structure}, "
             f"{opts.scope}; {cfg.model} on {cfg.dataset}, {cfg.epochs} epochs)"
         )

@@ -16,7 +16,6 @@ from sparta.registry import get_registry
 
 DST_METHODS = ("", *get_registry("dst").aliases())
 DISTRIBUTIONS = ("erk", "uniform", "global")
-PRUNE_SCOPES = {"erk": "erk", "uniform": "layer", "global": "global"}
 
 
 @dataclass
@@ -112,7 +111,7 @@ def sparse_callbacks(opts: SparseTrainOptions, model: Any, cfg: Any, splits: Any
             model,
             method=opts.prune_method,
             sparsity=opts.sparsity,
-            scope=PRUNE_SCOPES[opts.distribution],
+            distribution=opts.distribution,
             data=splits.train,
         )
         if opts.scale_init:
