@@ -85,3 +85,25 @@ def test_sparsity_zero_at_init_reproduces_sparta_train(tmp_path):
     assert main(["--quiet", "train", *common, "--name", "t"]) == 0
     assert main(["--quiet", "prune", *common, "--sparsity", "0", "--name", "p"]) == 0
     assert _summary(tmp_path / "p")["test_loss"] == _summary(tmp_path / "t")["test_loss"]
+
+
+def test_channel_pruning_records_channel_and_weight_sparsity_and_accuracy_before_training(
+    tmp_path,
+):
+    conv = ["--dataset", "digits", "--model", "lenet5", "--train-subset", "128"]
+    conv += ["--test-subset", "64", "--batch-size", "64"]
+    args = ["--quiet", "prune", *conv, "--structure", "channel", "--method", "l1"]
+    assert main([*args, "--sparsity", "0.5", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    (run,) = list(tmp_path.iterdir())
+    s = _summary(run)
+    model = sparta.load(run)
+    handle = SparsityHandle(model)
+    assert s["sparsity"] == pytest.approx(handle.channel_sparsity()) and 0.4 < s["sparsity"] < 0.6
+    assert s["weight_sparsity"] == pytest.approx(handle.weight_sparsity())
+    assert s["weight_sparsity"] != pytest.approx(s["sparsity"])  # two different quantities
+    assert 0 <= s["pruned_test_acc"] <= 1
+    # without training the accuracy right after pruning is the final one
+    args0 = [*args, "--sparsity", "0.5", "--epochs", "0", "--out", str(tmp_path), "--name", "z"]
+    assert main(args0) == 0
+    s0 = _summary(tmp_path / "z")
+    assert s0["pruned_test_acc"] == s0["test_acc"]
