@@ -3,6 +3,7 @@ pillars, numbers shaped like a LeNet-5 on Fashion-MNIST."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 SPARSITIES = (0.5, 0.8, 0.95)
@@ -97,7 +98,7 @@ def make_card() -> dict[str, Any]:
             p: {"description": d, "options": {"seed": 0}, "wall_s": 12.5 + i}
             for i, (p, d) in enumerate(PILLARS.items())
         },
-        "metrics": METRICS,
+        "metrics": copy.deepcopy(METRICS),
         "variants": {v: {"description": d} for v, d in VARIANTS.items()},
         "rows": rows,
         "warnings": ["robustness: gmp 95%: gradient masking suspected (black-box beat white-box)"],

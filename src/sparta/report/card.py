@@ -673,70 +673,68 @@ def find_runs(paths: Iterable[str | os.PathLike]) -> list[Path]:
 def card_from_runs(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     """A card (schema 1) from run folders made one by one: a row per run (and per sparsity of an
     unlearning bench), variant = the command, or the run's name where two runs of one command
-    share a sparsity; the model's ``evals/*/`` results join its row. Every number is copied
-    from a summary.json, and ``sources`` says which."""
+    share a sparsity; the model's ``evals/*/`` results join its row (their own row when a
+    number would clash). Every number is copied from a summary.json; ``sources`` says which."""
     runs = find_runs(paths)
-    raw = []  # (run path, config, [(sparsity, values, sources)])
+    units = []  # one per row: {name, command, sparsity, values, sources, folders}
+    folders: dict[str, tuple[Path, dict[str, Any]]] = {}  # source prefix -> (folder, config)
+    configs, warnings = [], []
     for path in runs:
         config, summary = _read_run(path)
-        rows = _values_of(summary, f"{path.name}/summary.json")
+        configs.append(config)
+        folders[f"{path.name}/"] = (path, config)
+        warnings += [f"{path.name}: {w}" for w in summary.get("warnings") or []]
+        command = str(config.get("command") or path.name)
+        mine = [
+            {"name": path.name, "command": command, "sparsity": sp, "values": v, "sources": src}
+            for sp, v, src in _values_of(summary, f"{path.name}/summary.json")
+        ]
         for ev in sorted((path / "evals").glob("*/summary.json")):
             ev_config, ev_summary = _read_run(ev.parent)
-            src = f"{path.name}/evals/{ev.parent.name}/summary.json"
-            for s, vals, srcs in _values_of(ev_summary, src):
-                clash = any(k in r[1] and r[1][k] != v for r in rows for k, v in vals.items())
-                if clash or s not in (None, *[r[0] for r in rows]):
-                    rows.append((s, vals, srcs))
+            prefix = f"{path.name}/evals/{ev.parent.name}/"
+            folders[prefix] = (ev.parent, ev_config)
+            warnings += [
+                f"{path.name}/{ev.parent.name}: {w}" for w in ev_summary.get("warnings") or []
+            ]
+            for sp, vals, srcs in _values_of(ev_summary, prefix + "summary.json"):
+                home = next((u for u in mine if sp is None or u["sparsity"] == sp), None)
+                if home is None or any(
+                    home["values"].get(k, v) != v for k, v in vals.items()
+                ):  # no row of its sparsity, or a clash: a row of its own
+                    name = f"{path.name}/{ev.parent.name}"
+                    mine.append({"name": name, "command": command, "sparsity": sp,
+                                 "values": vals, "sources": srcs})  # fmt: skip
                 else:
-                    for r in rows:
-                        if r[0] == s or s is None:
-                            r[1].update(vals)
-                            r[2].update(srcs)
-                            break
-        raw.append((path, config, rows))
-    commands = [str(cfg.get("command") or path.name) for path, cfg, _ in raw]
-    idents: dict[tuple[str, Any], int] = {}
-    for cmd, (_, _, rows) in zip(commands, raw, strict=True):
-        for s, _, _ in rows:
-            idents[(cmd, s)] = idents.get((cmd, s), 0) + 1
-    card_rows, variants, metrics = [], {}, {}
-    for cmd, (path, _, rows) in zip(commands, raw, strict=True):
-        for s, vals, srcs in rows:
-            variant = cmd if idents[(cmd, s)] == 1 else path.name
-            desc = f"{cmd} run {path}"
-            variants.setdefault(variant, {"description": desc, "runs": []})
-            variants[variant]["runs"].append(str(path))
-            for key in vals:
-                if key not in metrics:
-                    metrics[key] = run_metric(key) or _unlearn_metric(key)
-            label = path.name if not is_number(s) else f"{path.name} {100 * s:.0f}%"
-            card_rows.append(
-                {"variant": variant, "sparsity": s, "label": label, "values": vals, "sources": srcs}
-            )
-    if len({(r["variant"], r["sparsity"]) for r in card_rows}) < len(card_rows):
-        for r in card_rows:  # same run folder name twice: fall back to labels
-            r["variant"] = r["label"]
-            variants.setdefault(r["label"], {"description": r["label"]})
+                    home["values"].update(vals)
+                    home["sources"].update(srcs)
+        units += mine
+    count: dict[tuple[str, Any], int] = {}
+    for u in units:
+        count[(u["command"], u["sparsity"])] = count.get((u["command"], u["sparsity"]), 0) + 1
+    rows, variants, metrics = [], {}, {}
+    for u in units:
+        unique = count[(u["command"], u["sparsity"])] == 1
+        variant = u["command"] if unique else u["name"]
+        sp = u["sparsity"]
+        variants.setdefault(variant, {"description": f"{u['command']} runs", "runs": []})
+        variants[variant]["runs"].append(u["name"])
+        for key in u["values"]:
+            if key not in metrics:
+                metrics[key] = run_metric(key) or _unlearn_metric(key)
+        label = u["name"] if not is_number(sp) else f"{u['name']} {100 * sp:.0f}%"
+        rows.append({"variant": variant, "sparsity": sp, "label": label,
+                     "values": u["values"], "sources": u["sources"]})  # fmt: skip
     order = {k: i for i, k in enumerate(RUN_METRICS)}
-    pillar_rank = {p: i for i, p in enumerate(PILLARS)}
-    keys = sorted(
-        metrics,
-        key=lambda k: (pillar_rank.get(metrics[k]["pillar"], 99), order.get(k, len(order)), k),
-    )
+    rank = {p: i for i, p in enumerate(PILLARS)}
+    keys = sorted(metrics, key=lambda k: (rank[metrics[k]["pillar"]], order.get(k, 999), k))
     metrics = {k: metrics[k] for k in keys}
-    for r in card_rows:
+    for r in rows:
         r["values"] = {k: r["values"].get(k) for k in metrics}
-    configs = [c for _, c, _ in raw]
     pillars = {}
     for p in PILLARS:
         ks = [k for k in metrics if metrics[k]["pillar"] == p]
         if ks:
-            pillars[p] = {"description": _describe(p, ks, raw, metrics), "options": {}}
-    warnings = []
-    for path, _, _ in raw:
-        for ev in [path, *sorted(p.parent for p in (path / "evals").glob("*/summary.json"))]:
-            for w in _read_run(ev)[1].get("warnings") or []:
-                warnings.append(f"{ev.name}: {w}")
+            pillars[p] = {"description": _describe(ks, rows, folders, metrics), "options": {}}
     return {
         "schema": SCHEMA,
         "title": f"report of {len(runs)} run{'s' if len(runs) > 1 else ''}",
@@ -747,7 +745,7 @@ def card_from_runs(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
         "pillars": pillars,
         "metrics": metrics,
         "variants": variants,
-        "rows": card_rows,
+        "rows": rows,
         "warnings": warnings,
     }
 
@@ -758,17 +756,30 @@ def _common(configs: list[dict[str, Any]], key: str) -> str:
 
 
 _DESCRIBE_KEYS = ("dataset", "split", "subset", "test_subset", "eps", "norm", "suite", "method",
-                  "methods", "sigma", "n", "forget", "seed", "epochs", "format")  # fmt: skip
+                  "methods", "attacks", "sparsity", "sigma", "n", "forget", "seed", "epochs",
+                  "format")  # fmt: skip
 
 
-def _describe(pillar: str, keys: list[str], raw: list, metrics: dict[str, Any]) -> str:
-    """What the pillar's numbers came from: the runs and their measuring options."""
+def _describe(
+    keys: list[str],
+    rows: list[dict[str, Any]],
+    folders: dict[str, tuple[Path, dict]],
+    metrics: dict,
+) -> str:
+    """What a pillar's numbers came from: the run folders and their measuring options."""
+    used = sorted(
+        {
+            src.rsplit("summary.json", 1)[0]
+            for r in rows
+            for k in keys
+            if (src := r["sources"].get(k))
+        }
+    )
     parts = []
-    for path, config, rows in raw:
-        if not any(k in vals for _, vals, _ in rows for k in keys):
-            continue
+    for prefix in used:
+        path, config = folders[prefix]
         opts = [f"{k} {config[k]}" for k in _DESCRIBE_KEYS if config.get(k) not in (None, "", [])]
         cmd = config.get("command", "run")
-        parts.append(f"{cmd} {path.name}" + (f" ({', '.join(opts)})" if opts else ""))
+        parts.append(f"{cmd} {prefix.rstrip('/')}" + (f" ({', '.join(opts)})" if opts else ""))
     labels = ", ".join(metrics[k]["label"] for k in keys)
-    return f"{labels} from the summary.json of: " + "; ".join(parts) + "."
+    return f"{labels}: from the summary.json of {'; '.join(parts)}."
