@@ -44,11 +44,12 @@ def _summary(root: Path, source: str):
 def test_card_numbers_are_the_summaries(runs):
     card = card_from_runs([runs / "dense", runs / "p0.5", runs / "p0.8"])
     assert [r["variant"] for r in card["rows"]] == ["train", "prune", "prune"]
-    assert [r["label"] for r in card["rows"]] == ["dense", "p0.5 50%", "p0.8 80%"]
+    assert [r["label"] for r in card["rows"]] == ["dense", "p0.5", "p0.8"]
     dense = json.loads((runs / "dense" / "summary.json").read_text())
     attack = json.loads((runs / "dense" / "evals" / "attack-fgsm" / "summary.json").read_text())
     row = card["rows"][0]
-    assert row["sparsity"] is None  # a train summary has no sparsity
+    assert row["sparsity"] == 0.0 and dense["nonzero_params"] == dense["params"]
+    assert row["values"]["sparsity"] is None  # a train summary has no sparsity key
     assert row["values"]["test_acc"] == dense["test_acc"]
     assert row["values"]["robust_acc"] == attack["robust_acc"]
     assert row["values"]["robust_acc_fgsm"] == attack["robust_acc_fgsm"]
@@ -104,3 +105,47 @@ def test_bad_run_folder_is_one_line_exit_2_nothing_written(runs, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("sparta: error:") and str(target) in err[0]
     assert not out.exists()
+
+
+def _fake_run(folder: Path, config: dict, summary: dict) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_recipes_evals_and_bench_rows(tmp_path):
+    base = {"command": "train", "dataset": "digits", "model": "lenet300", "seed": 0}
+    dense = _fake_run(tmp_path / "d", base, {"test_acc": 0.9, "params": 10, "nonzero_params": 10})
+    a = {"command": "attack", "eps": 0.1, "n": 100}
+    _fake_run(dense / "evals" / "a1", a, {"clean_acc": 0.88, "robust_acc": 0.4, "warnings": ["w"]})
+    _fake_run(dense / "evals" / "a2", {**a, "n": 50}, {"clean_acc": 0.86, "robust_acc_pgd": 0.5})
+    prune = {**base, "method": "magnitude"}
+    p5 = _fake_run(tmp_path / "m5", {**prune, "sparsity": 0.5}, {"test_acc": 0.8, "sparsity": 0.5})
+    p9 = _fake_run(tmp_path / "m9", {**prune, "sparsity": 0.9}, {"test_acc": 0.7, "sparsity": 0.9})
+    quantities = {"ua": 0.1, "ra": 0.9, "ta": 0.8, "mia_efficacy": 0.2, "rte_s": 1.0}
+    rows = [
+        {"method": "ft", "sparsity": s, **quantities, "avg_gap": g}
+        for s, g in ((0.0, 0.05), (0.5, 0.03))
+    ]
+    bench = _fake_run(tmp_path / "ub", {"command": "unlearn-bench", "seed": 0}, {"rows": rows})
+    card = card_from_runs([dense, p5, p9, bench])
+    got = [(r["variant"], r["sparsity"], r["label"]) for r in card["rows"]]
+    assert got == [
+        ("d", 0.0, "d"), ("m5", 0.5, "m5"), ("m5", 0.9, "m9"),  # two recipes of one command
+        ("unlearn-bench", 0.0, "ub 0%"), ("unlearn-bench", 0.5, "ub 50%"),
+    ]  # fmt: skip
+    d = card["rows"][0]
+    assert d["values"]["clean_acc"] == 0.88 and d["values"]["robust_acc_pgd"] == 0.5
+    assert d["sources"]["robust_acc_pgd"] == "d/evals/a2/summary.json:robust_acc_pgd"
+    assert card["warnings"][0] == "d/a1: w"
+    assert (
+        "d/a2: clean_acc=0.86 differs from d/evals/a1/summary.json:clean_acc" in card["warnings"][1]
+    )
+    assert card["rows"][4]["values"]["ft_avg_gap"] == 0.03
+    assert card["rows"][4]["sources"]["ft_avg_gap"] == "ub/summary.json:rows[1].avg_gap"
+    assert card["metrics"]["ft_avg_gap"] == {
+        "pillar": "unlearning", "label": "ft Avg. Gap", "better": "lower", "format": "pct"
+    }  # fmt: skip
+    assert list(card["pillars"]) == ["accuracy", "efficiency", "robustness", "unlearning"]
+    assert "eps 0.1" in card["pillars"]["robustness"]["description"]

@@ -35,7 +35,15 @@ FILES = ("card.json", "card.md", "card.html")
 # the key metric of each pillar in the terminal table, first found wins
 KEY_METRICS = {
     "accuracy": ("test_acc", "clean_acc", "acc"),
-    "efficiency": ("latency_b1_ms", "weight_sparsity", "sparsity", "size_bytes", "macs"),
+    "efficiency": (
+        "latency_b1_ms",
+        "weight_sparsity",
+        "sparsity",
+        "size_bytes",
+        "macs",
+        "kept_macs_fraction",
+        "nonzero_params",
+    ),  # fmt: skip
     "robustness": ("robust_acc",),
     "certification": ("crown_verified_acc", "ibp_verified_acc", "verified_acc", "smooth_cert_acc"),
     "unlearning": ("salun_avg_gap", "avg_gap", "ft_avg_gap", "ua"),
@@ -117,8 +125,8 @@ def best_rows(card: dict[str, Any]) -> dict[str, set[int]]:
         better = meta.get("better")
         vals = [(i, r.get("values", {}).get(key)) for i, r in enumerate(card["rows"])]
         vals = [(i, v) for i, v in vals if is_number(v)]
-        if not better or len(vals) < 2:
-            continue
+        if not better or len({v for _, v in vals}) < 2:
+            continue  # nothing to choose between
         target = (max if better == "higher" else min)(v for _, v in vals)
         out[key] = {i for i, v in vals if v == target}
     return out
@@ -562,7 +570,6 @@ RUN_METRICS: dict[str, dict[str, Any]] = {
     "latency_b256_ms": _m("efficiency", "latency b256 (ms)", "lower", "float"),
     "speedup_b1": _m("efficiency", "speed-up b1", "higher", "float"),
     "speedup_b256": _m("efficiency", "speed-up b256", "higher", "float"),
-    "train_time_s": _m("efficiency", "train time (s)", "lower", "float"),
     "robust_acc": _m("robustness", "robust acc", "higher", "pct"),
     "verified_acc": _m("certification", "verified acc", "higher", "pct"),
     "ibp_verified_acc": _m("certification", "IBP verified", "higher", "pct"),
@@ -628,7 +635,10 @@ def _values_of(
     for key, v in summary.items():
         if run_metric(key) is not None and _scalar(v):
             values[key], sources[key] = v, f"{source}:{key}"
-    out = [(summary.get("sparsity"), values, sources)]
+    sparsity = summary.get("sparsity")
+    if sparsity is None and is_number(summary.get("params")) and summary.get("nonzero_params"):
+        sparsity = round(1.0 - summary["nonzero_params"] / summary["params"], 6)  # a dense run: 0
+    out = [(sparsity, values, sources)]
     bench = summary.get("rows")
     if isinstance(bench, list) and all(isinstance(r, dict) and "method" in r for r in bench):
         by_s: dict[Any, tuple[dict, dict]] = {}
@@ -676,57 +686,79 @@ def card_from_runs(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
     share a sparsity; the model's ``evals/*/`` results join its row (their own row when a
     number would clash). Every number is copied from a summary.json; ``sources`` says which."""
     runs = find_runs(paths)
-    units = []  # one per row: {name, command, sparsity, values, sources, folders}
+    units = []  # one per row: {name, group, sparsity, values, sources}
     folders: dict[str, tuple[Path, dict[str, Any]]] = {}  # source prefix -> (folder, config)
-    configs, warnings = [], []
+    configs, warnings, groups = [], [], {}  # groups: config less sparsity -> (command, names)
     for path in runs:
         config, summary = _read_run(path)
         configs.append(config)
         folders[f"{path.name}/"] = (path, config)
         warnings += [f"{path.name}: {w}" for w in summary.get("warnings") or []]
+        group = json.dumps(
+            {k: v for k, v in config.items() if k not in _NOT_A_RECIPE}, sort_keys=True, default=str
+        )
         command = str(config.get("command") or path.name)
+        groups.setdefault(group, (command, []))[1].append(path.name)
         mine = [
-            {"name": path.name, "command": command, "sparsity": sp, "values": v, "sources": src}
+            {"name": path.name, "group": group, "sparsity": sp, "values": v, "sources": src}
             for sp, v, src in _values_of(summary, f"{path.name}/summary.json")
         ]
         for ev in sorted((path / "evals").glob("*/summary.json")):
             ev_config, ev_summary = _read_run(ev.parent)
-            prefix = f"{path.name}/evals/{ev.parent.name}/"
-            folders[prefix] = (ev.parent, ev_config)
-            warnings += [
-                f"{path.name}/{ev.parent.name}: {w}" for w in ev_summary.get("warnings") or []
-            ]
-            for sp, vals, srcs in _values_of(ev_summary, prefix + "summary.json"):
+            name = f"{path.name}/{ev.parent.name}"
+            folders[f"{path.name}/evals/{ev.parent.name}/"] = (ev.parent, ev_config)
+            warnings += [f"{name}: {w}" for w in ev_summary.get("warnings") or []]
+            for sp, vals, srcs in _values_of(ev_summary, f"{path.name}/evals/{ev.parent.name}/"
+                                             "summary.json"):  # fmt: skip
                 home = next((u for u in mine if sp is None or u["sparsity"] == sp), None)
-                if home is None or any(
-                    home["values"].get(k, v) != v for k, v in vals.items()
-                ):  # no row of its sparsity, or a clash: a row of its own
-                    name = f"{path.name}/{ev.parent.name}"
-                    mine.append({"name": name, "command": command, "sparsity": sp,
+                if home is None:  # e.g. an unlearning bench of pruned copies: its own row
+                    mine.append({"name": name, "group": group, "sparsity": sp,
                                  "values": vals, "sources": srcs})  # fmt: skip
-                else:
-                    home["values"].update(vals)
-                    home["sources"].update(srcs)
+                    continue
+                for k, v in vals.items():
+                    if k not in home["values"]:
+                        home["values"][k], home["sources"][k] = v, srcs[k]
+                    elif home["values"][k] != v:  # the model's own / first evaluation wins
+                        warnings.append(
+                            f"{name}: {k}={format_value(v)} differs from "
+                            f"{home['sources'][k]} ({format_value(home['values'][k])}); "
+                            "the card shows the latter"
+                        )
         units += mine
-    count: dict[tuple[str, Any], int] = {}
-    for u in units:
-        count[(u["command"], u["sparsity"])] = count.get((u["command"], u["sparsity"]), 0) + 1
+    # a variant: runs of one recipe (same config but for the sparsity), named by the command
+    # when it has one recipe only, else by its first run
+    commands = [c for c, _ in groups.values()]
+    names = {g: c if commands.count(c) == 1 else n[0] for g, (c, n) in groups.items()}
+    if len({(names[u["group"]], u["sparsity"]) for u in units}) < len(units):
+        names = {}  # two rows would share (variant, sparsity): a variant per run
     rows, variants, metrics = [], {}, {}
     for u in units:
-        unique = count[(u["command"], u["sparsity"])] == 1
-        variant = u["command"] if unique else u["name"]
+        variant = names.get(u["group"], u["name"])
         sp = u["sparsity"]
-        variants.setdefault(variant, {"description": f"{u['command']} runs", "runs": []})
-        variants[variant]["runs"].append(u["name"])
+        variants.setdefault(variant, {"description": f"{groups[u['group']][0]} runs", "runs": []})
+        if u["name"] not in variants[variant]["runs"]:
+            variants[variant]["runs"].append(u["name"])
         for key in u["values"]:
             if key not in metrics:
                 metrics[key] = run_metric(key) or _unlearn_metric(key)
-        label = u["name"] if not is_number(sp) else f"{u['name']} {100 * sp:.0f}%"
+        several = sum(x["name"] == u["name"] for x in units) > 1
+        label = f"{u['name']} {100 * sp:.0f}%" if several and is_number(sp) else u["name"]
         rows.append({"variant": variant, "sparsity": sp, "label": label,
                      "values": u["values"], "sources": u["sources"]})  # fmt: skip
+    for v in variants.values():
+        v["description"] += ": " + ", ".join(v.pop("runs"))
     order = {k: i for i, k in enumerate(RUN_METRICS)}
     rank = {p: i for i, p in enumerate(PILLARS)}
-    keys = sorted(metrics, key=lambda k: (rank[metrics[k]["pillar"]], order.get(k, 999), k))
+
+    def place(k: str) -> tuple:  # pillar, then the known order, then method and quantity
+        method, _, q = k.rpartition("_") if k not in order else ("", "", k)
+        for u in _UNLEARN_KEYS:
+            if k.endswith("_" + u):
+                method, q = k[: -len(u) - 1], u
+        quantity = _UNLEARN_KEYS.index(q) if q in _UNLEARN_KEYS else 0
+        return rank[metrics[k]["pillar"]], order.get(k, 999), method, quantity, k
+
+    keys = sorted(metrics, key=place)
     metrics = {k: metrics[k] for k in keys}
     for r in rows:
         r["values"] = {k: r["values"].get(k) for k in metrics}
@@ -755,6 +787,8 @@ def _common(configs: list[dict[str, Any]], key: str) -> str:
     return vals.pop() if len(vals) == 1 else ("mixed: " + ", ".join(sorted(vals)) if vals else "")
 
 
+# config keys that do not make another recipe (runs differing only in these share a variant)
+_NOT_A_RECIPE = {"sparsity", "ckpt", "name", "out", "resume", "overwrite", "original"}
 _DESCRIBE_KEYS = ("dataset", "split", "subset", "test_subset", "eps", "norm", "suite", "method",
                   "methods", "attacks", "sparsity", "sigma", "n", "forget", "seed", "epochs",
                   "format")  # fmt: skip
@@ -775,11 +809,16 @@ def _describe(
             if (src := r["sources"].get(k))
         }
     )
-    parts = []
+    by_setting: dict[str, list[str]] = {}  # "command (options)" -> folders measured that way
     for prefix in used:
         path, config = folders[prefix]
-        opts = [f"{k} {config[k]}" for k in _DESCRIBE_KEYS if config.get(k) not in (None, "", [])]
-        cmd = config.get("command", "run")
-        parts.append(f"{cmd} {prefix.rstrip('/')}" + (f" ({', '.join(opts)})" if opts else ""))
+        opts = [
+            f"{k} {config[k]}"
+            for k in _DESCRIBE_KEYS
+            if config.get(k) not in (None, "", []) and k not in _NOT_A_RECIPE
+        ]
+        setting = str(config.get("command", "run")) + (f" ({', '.join(opts)})" if opts else "")
+        by_setting.setdefault(setting, []).append(prefix.rstrip("/"))
+    parts = [f"{setting}: {', '.join(names)}" for setting, names in by_setting.items()]
     labels = ", ".join(metrics[k]["label"] for k in keys)
-    return f"{labels}: from the summary.json of {'; '.join(parts)}."
+    return f"{labels}, from the summary.json of {'; '.join(parts)}."
