@@ -299,7 +299,7 @@ _CSS = """
 *{box-sizing:border-box}
 body{margin:0;font:14px/1.5 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
 color:var(--fg);background:var(--bg)}
-main{max-width:1280px;margin:0 auto;padding:24px 28px 60px}
+main{max-width:1360px;margin:0 auto;padding:20px 24px 60px}
 header h1{font-size:24px;margin:0 0 4px}
 .facts{display:flex;flex-wrap:wrap;gap:8px;margin:8px 0 4px;padding:0;list-style:none}
 .facts li{background:var(--card);border:1px solid var(--line);border-radius:14px;padding:2px 10px;
@@ -313,12 +313,13 @@ h2{font-size:17px;margin:0 0 8px;text-transform:capitalize}
 h2 small{font-weight:400;color:var(--muted);text-transform:none;font-size:13px;margin-left:8px}
 p.desc{margin:0 0 10px;color:var(--fg)}
 .scroll{overflow-x:auto}
-table.card{border-collapse:collapse;font-variant-numeric:tabular-nums;width:100%;font-size:13px}
-table.card th,table.card td{padding:5px 7px;border-bottom:1px solid var(--line);white-space:nowrap}
-table.card thead tr.cols th{white-space:normal;max-width:92px;vertical-align:bottom;
+table.card{border-collapse:collapse;font-variant-numeric:tabular-nums;width:100%;font-size:12px}
+table.card th,table.card td{padding:4px 5px;border-bottom:1px solid var(--line);white-space:nowrap}
+table.card thead tr.cols th{white-space:normal;min-width:44px;max-width:80px;vertical-align:bottom;
 line-height:1.25}
 table.card td{text-align:right}
-table.card td.v,table.card th.v{text-align:left}
+table.card td.v,table.card th.v{text-align:left;position:sticky;left:0;background:var(--card);
+z-index:1}
 table.card thead tr.groups th{font-size:11px;text-transform:uppercase;letter-spacing:.06em;
 color:var(--muted);border-bottom:2px solid var(--line);text-align:center}
 table.card thead tr.groups th.g0{border-bottom-color:#0b63c5}
@@ -347,6 +348,7 @@ figcaption{color:var(--muted);font-size:12px;margin-top:4px}
 .kv td{padding:1px 10px 1px 0;vertical-align:top}
 .kv td:first-child{color:var(--muted)}
 .none{color:var(--muted);font-style:italic}
+p.verdict{margin:4px 0;font-size:13px}
 footer{color:var(--muted);font-size:12px;text-align:center;margin-top:24px}
 """
 
@@ -463,6 +465,23 @@ def _table_html(card: dict[str, Any]) -> str:
     )
 
 
+def _verdicts(card: dict[str, Any], pillar: str) -> list[str]:
+    """One line per yes/no or text metric of ``pillar``: which rows said what."""
+    lines = []
+    for key, meta in card["metrics"].items():
+        if meta.get("pillar") != pillar or meta.get("format") not in ("bool", "text"):
+            continue
+        said: dict[str, list[str]] = {}
+        for row in card["rows"]:
+            v = row.get("values", {}).get(key)
+            if v is not None:
+                said.setdefault(format_value(v, meta["format"]), []).append(row_label(row))
+        if said:
+            parts = [f"{v}: {', '.join(rows)}" for v, rows in sorted(said.items())]
+            lines.append(f"{meta.get('label', key)} — " + "; ".join(parts))
+    return lines
+
+
 def _tradeoffs(card: dict[str, Any]) -> list[tuple[str, str]]:
     """(svg, caption) of the robust-accuracy Pareto plot and the latency-accuracy plot."""
     out = []
@@ -515,7 +534,9 @@ def render_html(card: dict[str, Any]) -> str:
         body = f"<p class='desc'>{_e(desc)}</p>" if desc else ""
         if svg:
             body += f"<figure>{_img(svg, p + ' metrics vs sparsity')}</figure>"
-        else:
+        for line in _verdicts(card, p):
+            body += f"<p class='verdict'>{_e(line)}</p>"
+        if not svg and not _verdicts(card, p):
             body += "<p class='none'>no numeric metric to plot</p>"
         if info.get("options"):
             body += f"<details><summary>options</summary>{_kv_table(info['options'])}</details>"
