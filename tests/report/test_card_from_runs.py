@@ -149,3 +149,21 @@ def test_recipes_evals_and_bench_rows(tmp_path):
     }  # fmt: skip
     assert list(card["pillars"]) == ["accuracy", "efficiency", "robustness", "unlearning"]
     assert "eps 0.1" in card["pillars"]["robustness"]["description"]
+
+
+def test_lottery_levels_and_unknown_summaries(tmp_path):
+    levels = [
+        {"level": 0, "remaining": 1.0, "test_acc": 0.9},
+        {"level": 1, "remaining": 0.8, "test_acc": 0.91, "random_acc": 0.85},
+        {"level": 2, "remaining": 0.64, "test_acc": 0.89, "random_acc": 0.8},
+    ]
+    summary = {"levels": levels, "test_acc": 0.89, "sparsity": 0.36, "remaining": 0.64}
+    lottery = _fake_run(tmp_path / "lt", {"command": "lottery"}, summary)
+    other = _fake_run(tmp_path / "x", {"command": "info"}, {"foo": 1, "bar": [1, 2]})
+    card = card_from_runs([lottery, other])
+    got = [(r["variant"], r["sparsity"], r["values"]["test_acc"]) for r in card["rows"]]
+    assert got == [("lottery", 0.0, 0.9), ("lottery", 0.2, 0.91), ("lottery", 0.36, 0.89),
+                   ("info", None, None)]  # fmt: skip
+    assert card["rows"][2]["sources"]["random_acc"] == "lt/summary.json:levels[2].random_acc"
+    assert card["rows"][0]["values"]["random_acc"] is None
+    assert card["warnings"] == ["x: no metric a card knows in summary.json (keys: bar, foo)"]

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from sparta.runs import config_hash
 
     card = card_from_runs(args.runs)  # validates every folder before anything is written
-    name = args.name or f"report-{config_hash({'runs': sorted(card['options']['runs'])})}"
+    runs = sorted(str(Path(r).resolve()) for r in card["options"]["runs"])
+    name = args.name or f"report-{config_hash({'runs': runs})}"
     folder = Path(args.out) / name
     if any(folder.resolve() == Path(r).resolve() for r in card["options"]["runs"]):
         raise ValueError(f"report folder {folder} is one of the runs it reports; pick --name")

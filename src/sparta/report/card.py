@@ -577,6 +577,8 @@ RUN_METRICS: dict[str, dict[str, Any]] = {
     "train_acc": _m("accuracy", "train acc", None, "pct"),
     "test_loss": _m("accuracy", "test loss", "lower", "float"),
     "clean_acc": _m("accuracy", "clean acc", "higher", "pct"),
+    "reinit_acc": _m("accuracy", "reinit acc", "higher", "pct"),
+    "random_acc": _m("accuracy", "random-mask acc", "higher", "pct"),
     "sparsity": _m("efficiency", "sparsity", None, "pct"),
     "weight_sparsity": _m("efficiency", "weight sparsity", None, "pct"),
     "channel_sparsity": _m("efficiency", "channel sparsity", None, "pct"),
@@ -650,8 +652,8 @@ def _scalar(v: Any) -> bool:
 def _values_of(
     summary: dict[str, Any], source: str
 ) -> list[tuple[float | None, dict[str, Any], dict[str, str]]]:
-    """(sparsity or None, values, sources) per row a summary gives: one, or one per sparsity of
-    an unlearning bench's ``rows`` (method-prefixed keys)."""
+    """(sparsity or None, values, sources) per row a summary gives: one, one per sparsity of an
+    unlearning bench's ``rows`` (method-prefixed keys), or one per level of a lottery run."""
     values, sources = {}, {}
     for key, v in summary.items():
         if run_metric(key) is not None and _scalar(v):
@@ -670,6 +672,16 @@ def _values_of(
                     key = f"{str(r['method']).replace('-', '_')}_{k}"
                     vals[key], srcs[key] = r[k], f"{source}:rows[{i}].{k}"
         out = [(s, {**values, **v}, {**sources, **src}) for s, (v, src) in by_s.items()]
+    levels = summary.get("levels")
+    if isinstance(levels, list) and all(isinstance(r, dict) and "remaining" in r for r in levels):
+        out = []  # a lottery run: a row per level (its top-level numbers are the last level's)
+        for i, r in enumerate(levels):
+            keys = [k for k, v in r.items() if run_metric(k) is not None and _scalar(v)]
+            out.append((
+                round(1.0 - r["remaining"], 6),
+                {k: r[k] for k in keys},
+                {k: f"{source}:levels[{i}].{k}" for k in keys},
+            ))  # fmt: skip
     return out
 
 
@@ -724,6 +736,11 @@ def card_from_runs(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
             {"name": path.name, "group": group, "sparsity": sp, "values": v, "sources": src}
             for sp, v, src in _values_of(summary, f"{path.name}/summary.json")
         ]
+        if not any(u["values"] for u in mine):
+            warnings.append(
+                f"{path.name}: no metric a card knows in summary.json "
+                f"(keys: {', '.join(sorted(summary)[:8]) or 'none'})"
+            )
         for ev in sorted((path / "evals").glob("*/summary.json")):
             ev_config, ev_summary = _read_run(ev.parent)
             name = f"{path.name}/{ev.parent.name}"
