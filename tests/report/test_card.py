@@ -48,10 +48,11 @@ def test_best_rows_respect_better_and_ties(card):
 
 
 def test_write_card_files(card, written):
-    assert set(written) == {"json", "md", "html"}
-    assert json.loads(written["json"].read_text()) == card  # the dict as given
-    assert not list(written["json"].parent.glob("*.tmp"))
-    md = written["md"].read_text()
+    assert set(written) == {"card.json", "card.md", "card.html"}
+    assert all(path.parent == written["card.json"].parent for path in written.values())
+    assert json.loads(written["card.json"].read_text()) == card  # the dict as given
+    assert not list(written["card.json"].parent.glob("*.tmp"))
+    md = written["card.md"].read_text()
     table = [line for line in md.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(card["rows"])  # header + a row per (variant, sparsity)
     assert "| dense | 0.0% | **90.5%** |" in md  # best test acc in bold
@@ -61,7 +62,7 @@ def test_write_card_files(card, written):
 
 
 def test_html_self_contained_and_escaped(card, written):
-    page = written["html"].read_text()
+    page = written["card.html"].read_text()
     assert not re.search(r"(src|href)=[\"']?(https?:)?//", page)  # nothing from the network
     assert "@import" not in page and "url(http" not in page
     assert "&lt;demo &amp; test&gt;" in page and "<demo & test>" not in page
@@ -90,7 +91,7 @@ def test_format_table_fits_and_marks_best(card):
     pillars = {card["metrics"][k]["pillar"] for k in keys}
     assert pillars == set(card["pillars"])  # one key metric per pillar at least
     assert "weight_sparsity" not in keys  # repeats the sparsity column
-    assert "90.5%*" in rows[0] and card["warnings"][0] in text
+    assert "90.5%*" in rows[0] and "warning" not in text
     narrow = format_table(card, width=60)
     assert max(len(line) for line in narrow.splitlines()[:-2]) <= 60
 
@@ -119,3 +120,14 @@ def test_pareto_front():
     pts = [(0.5, 0.6), (0.8, 0.5), (0.9, 0.55), (0.0, 0.2), (0.9, 0.4)]
     assert pareto_front(pts, "higher", "higher") == [0, 2]
     assert sorted(pareto_front(pts, "lower", "higher")) == [0, 3]
+
+
+def test_constant_and_verdict_metrics_are_lines_not_plots():
+    card = make_card()
+    for row in card["rows"]:
+        row["values"]["params"] = 61706  # masked, not compacted: the same in every row
+    page = render_html(card)
+    assert "the same in every row measured: params 61,706" in page
+    assert "trojan flagged — no: dense, gmp 50%" in page
+    assert "yes: lottery 80%, lottery 95%" in page
+    assert "suspected target — 3: lottery 80%, lottery 95%" in page

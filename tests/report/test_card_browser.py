@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def card_html(tmp_path_factory):
     card = make_card()
-    return card, write_card(card, tmp_path_factory.mktemp("card"))["html"]
+    return card, write_card(card, tmp_path_factory.mktemp("card"))["card.html"]
 
 
 def _labels(page):

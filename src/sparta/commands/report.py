@@ -42,5 +42,7 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(folder)
     paths = write_card(card, folder)
     print(format_table(card, width=args.width))
-    print(f"report: {paths['html']}")
+    for w in card["warnings"]:
+        print(f"warning: {w}")
+    print(f"report: {paths['card.html']}")
     return 0

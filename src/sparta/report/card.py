@@ -19,6 +19,7 @@ import yaml
 from sparta.io import write_json
 from sparta.report.card_plots import (
     is_number,
+    numbers,
     pick_metric,
     pillar_plot,
     repeats_sparsity,
@@ -162,15 +163,17 @@ def _atomic_text(path: Path, text: str) -> None:
 
 def write_card(card: dict[str, Any], folder: str | os.PathLike) -> dict[str, Path]:
     """Write ``card.json`` (the dict as given), ``card.md`` and the offline ``card.html`` into
-    ``folder`` (made if missing), each atomically; return their paths by suffix."""
+    ``folder`` (made if missing), each atomically; return their paths by file name
+    (``{"card.json": ..., "card.md": ..., "card.html": ...}``). A card that does not follow
+    schema 1 is a ValueError before anything is written."""
     validate_card(card)
     folder = Path(folder)
     md, page = render_markdown(card), render_html(card)  # render before writing anything
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": folder / "card.json", "md": folder / "card.md", "html": folder / "card.html"}
-    write_json(paths["json"], card)
-    _atomic_text(paths["md"], md)
-    _atomic_text(paths["html"], page)
+    paths = {name: folder / name for name in FILES}
+    write_json(paths["card.json"], card)
+    _atomic_text(paths["card.md"], md)
+    _atomic_text(paths["card.html"], page)
     return paths
 
 
@@ -265,7 +268,8 @@ def _col_width(card: dict[str, Any], key: str) -> int:
 
 def format_table(card: dict[str, Any], width: int = 120) -> str:
     """A compact fixed-width table for the terminal: variant, sparsity and a short column per
-    key metric (best per column marked ``*``), fitting ``width`` characters."""
+    key metric (best per column marked ``*``), fitting ``width`` characters. The card's
+    warnings are not in it: the caller prints them."""
     best = best_rows(card)
     keys = table_metrics(card, width)
     lw = _label_width(card)
@@ -287,8 +291,6 @@ def format_table(card: dict[str, Any], width: int = 120) -> str:
     if hidden:
         foot += f"; {hidden} more metrics in card.html / card.md"
     lines.append(foot)
-    for w in card.get("warnings", []):
-        lines.append(f"warning: {w}")
     return "\n".join(lines)
 
 
@@ -466,8 +468,17 @@ def _table_html(card: dict[str, Any]) -> str:
 
 
 def _verdicts(card: dict[str, Any], pillar: str) -> list[str]:
-    """One line per yes/no or text metric of ``pillar``: which rows said what."""
-    lines = []
+    """Lines for what the plots do not show: the numbers equal in every row, and per yes/no or
+    text metric of ``pillar`` which rows said what."""
+    same = [
+        f"{meta.get('label', k)} {format_value(next(iter(vals)), meta.get('format', 'float'))}"
+        for k, meta in card["metrics"].items()
+        if meta.get("pillar") == pillar
+        and meta.get("format") not in ("bool", "text")
+        and len(vals := numbers(card, k)) == 1
+        and not repeats_sparsity(card, k)
+    ]
+    lines = [f"the same in every row measured: {', '.join(same)}"] if same else []
     for key, meta in card["metrics"].items():
         if meta.get("pillar") != pillar or meta.get("format") not in ("bool", "text"):
             continue

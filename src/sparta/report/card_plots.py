@@ -82,26 +82,31 @@ def repeats_sparsity(card: dict[str, Any], key: str) -> bool:
 
 
 def plottable_metrics(card: dict[str, Any], pillar: str) -> list[str]:
-    """The pillar's metrics with at least one number (bools and text are not plotted), less
-    those that repeat the row's sparsity."""
+    """The pillar's metrics with at least two different numbers (bools and text are not
+    plotted), less those that repeat the row's sparsity (the x axis shows it)."""
     keys = []
     for key, meta in card["metrics"].items():
         if meta.get("pillar") != pillar or meta.get("format") in ("bool", "text"):
             continue
-        if any(is_number(r["values"].get(key)) for r in card["rows"]):
-            if not repeats_sparsity(card, key):  # the x axis already shows it
-                keys.append(key)
+        if len(numbers(card, key)) > 1 and not repeats_sparsity(card, key):
+            keys.append(key)
     return keys
 
 
-def pillar_plot(card: dict[str, Any], pillar: str, max_cols: int = 3) -> str | None:
-    """Each metric of ``pillar`` vs sparsity, one line per variant (a variant measured at one
-    sparsity only, e.g. dense, is a dashed horizontal line). None when nothing is plottable."""
+def numbers(card: dict[str, Any], key: str) -> set[float]:
+    """The distinct numeric values of ``key`` over the rows."""
+    return {r["values"].get(key) for r in card["rows"] if is_number(r["values"].get(key))}
+
+
+def pillar_plot(card: dict[str, Any], pillar: str, max_cols: int = 0) -> str | None:
+    """Each metric of ``pillar`` vs sparsity, one line per variant (a variant measured only at
+    sparsity 0, e.g. dense, is a dashed horizontal line); ``max_cols`` plots per line (0: 3, or
+    4 when there are more than six). None when nothing is plottable."""
     keys = plottable_metrics(card, pillar)
     if not keys:
         return None
     styles = variant_styles(card)
-    ncols = min(max_cols, len(keys))
+    ncols = min(max_cols or (3 if len(keys) <= 6 else 4), len(keys))
     nrows = math.ceil(len(keys) / ncols)
     with plt.rc_context(_RC):
         fig, axes = plt.subplots(
@@ -115,9 +120,9 @@ def pillar_plot(card: dict[str, Any], pillar: str, max_cols: int = 3) -> str | N
             k = _scale(meta.get("format", "float"))
             for variant, pts in _series(card, key).items():
                 color, marker = styles[variant]
-                if len({p[0] for p in pts}) == 1:  # one sparsity: a reference line
+                if len(pts) == 1 and pts[0][0] == 0.0:  # dense only: a reference line
                     h = ax.axhline(pts[0][1] * k, color=color, ls="--", lw=1.2, label=variant)
-                    ax.plot([pts[0][0] * 100], [pts[0][1] * k], marker, color=color, ms=5)
+                    ax.plot([0.0], [pts[0][1] * k], marker, color=color, ms=5)
                 else:
                     (h,) = ax.plot(
                         [p[0] * 100 for p in pts], [p[1] * k for p in pts], "-" + marker,
@@ -125,6 +130,7 @@ def pillar_plot(card: dict[str, Any], pillar: str, max_cols: int = 3) -> str | N
                     )  # fmt: skip
                 handles.setdefault(variant, h)
             ax.set_title(meta.get("label", key))
+            ax.ticklabel_format(axis="y", useOffset=False, style="plain")
             ax.set_xlabel("sparsity (%)")
             if meta.get("format") == "pct":
                 ax.set_ylabel("%")
