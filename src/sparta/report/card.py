@@ -36,20 +36,13 @@ FILES = ("card.json", "card.md", "card.html")
 # the key metric of each pillar in the terminal table, first found wins
 KEY_METRICS = {
     "accuracy": ("test_acc", "clean_acc", "acc"),
-    "efficiency": (
-        "latency_b1_ms",
-        "weight_sparsity",
-        "sparsity",
-        "size_bytes",
-        "macs",
-        "kept_macs_fraction",
-        "nonzero_params",
-    ),  # fmt: skip
+    "efficiency": ("latency_b1_ms", "weight_sparsity", "sparsity", "size_bytes", "macs",
+                   "params", "kept_macs_fraction", "nonzero_params"),
     "robustness": ("robust_acc",),
     "certification": ("crown_verified_acc", "ibp_verified_acc", "verified_acc", "smooth_cert_acc"),
     "unlearning": ("salun_avg_gap", "avg_gap", "ft_avg_gap", "ua"),
-    "backdoor": ("trojan", "suspected_target", "asr"),
-}
+    "backdoor": ("trojan", "trojan_target", "suspected_target", "asr"),
+}  # fmt: skip
 
 
 # ------------------------------------------------------------------ checking and formatting
