@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sparta-installed
+BROWSER_STAMP := $(VENV)/.sparta-browser
 
-.PHONY: setup data demo test test-slow bench lint format clean
+.PHONY: setup data browser demo test test-slow bench lint format clean
 
 setup: $(STAMP) data
 
@@ -18,6 +19,14 @@ $(STAMP): pyproject.toml
 data:
 	@bash scripts/ensure-data.sh
 
+# The report card's browser tests: Playwright (PyPI) drives Debian's chromium; no browser download.
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[browser]'
+	@touch $(BROWSER_STAMP)
+
+browser: $(BROWSER_STAMP)
+	@bash scripts/ensure-chromium.sh
+
 demo: setup
 	$(BIN)/sparta demo
 
@@ -25,7 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test: setup lint
+test: setup browser lint
 	$(BIN)/pytest
 
 test-slow: setup

@@ -38,6 +38,7 @@ COMMANDS = [
     "unlearn",
     "backdoor",
     "certify",
+    "report",
 ]
 
 
