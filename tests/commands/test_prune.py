@@ -54,6 +54,7 @@ def test_prune_a_checkpoint_without_and_with_fine_tuning(tmp_path):
     assert main([*common, *args, "--sparsity", "0.5", "--name", "ft"]) == 0
     s = _summary(tmp_path / "ft")
     assert s["epochs"] == 1 and s["sparsity"] == 0.5
+    assert "command: prune" in (tmp_path / "ft" / "config.yaml").read_text()  # not "train"
     assert set(masks_of(sparta.load(tmp_path / "ft"))) == {"fc1.weight", "fc2.weight"}
 
 

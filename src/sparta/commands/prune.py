@@ -215,6 +215,7 @@ class Prune(Command):
                 model=model,
                 callbacks=[handle.callback()],
                 extra_config=extra,
+                command="prune",
             )
             run_, summary = result.run, dict(result.summary)
         else:

@@ -73,13 +73,15 @@ def train(
     quiet: bool = False,
     write_run: bool = True,
     splits: Splits | None = None,
+    command: str = "train",
 ) -> TrainResult:
     """Train ``config.model`` on ``config.dataset`` and write a run folder.
 
     ``model`` replaces the registry model (e.g. an already masked one); ``objective`` and
     ``callbacks`` plug other pillars in; ``extra_config`` is recorded in config.yaml and
     the run name (options of those pillars); ``splits`` replaces ``load_splits(config)``
-    (e.g. a poisoned training set, rebuilt from the recorded options). Returns the model
+    (e.g. a poisoned training set, rebuilt from the recorded options); ``command`` is the
+    command recorded in config.yaml (``prune`` when it fine-tunes). Returns the model
     (best weights are kept in ``best.safetensors``; the returned model holds the final
     ones), the run and summary.
     """
@@ -94,12 +96,12 @@ def train(
     run = None
     if write_run and dist.is_main:
         run = Run.create(
-            full_config, "train", root=root, name=name, resume=resume, overwrite=overwrite
+            full_config, command, root=root, name=name, resume=resume, overwrite=overwrite
         )
     elif write_run:  # other ranks only need the path, to read checkpoints on resume
         from sparta.runs import config_hash
 
-        run = _ReadOnlyRun(os.path.join(root, name or f"train-{config_hash(full_config)}"))
+        run = _ReadOnlyRun(os.path.join(root, name or f"{command}-{config_hash(full_config)}"))
     cbs = list(callbacks)
     if cfg.best_metric and splits.val is not None:
         cbs.append(BestCheckpoint(cfg.best_metric))
