@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks.base import ce_loss
-from sparta.defenses.craft import bare, check_attack_options, perturb
+from sparta.defenses.craft import check_attack_options, perturb
+from sparta.models.utils import bare
 from sparta.train.objectives import Objective, register_objective
 
 

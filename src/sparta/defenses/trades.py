@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparta.defenses.craft import bare, check_attack_options, perturb
+from sparta.defenses.craft import check_attack_options, perturb
+from sparta.models.utils import bare, eval_mode
 from sparta.train.objectives import Objective, register_objective
 
 
@@ -54,12 +55,8 @@ class TRADES:
 
     def craft(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         net = bare(model)
-        with torch.no_grad():
-            training = [(m, m.training) for m in net.modules()]
-            net.eval()
+        with torch.no_grad(), eval_mode(net):
             clean = net(x).detach()
-            for m, mode in training:
-                m.training = mode
         return perturb(
             net,
             x,
