@@ -25,8 +25,8 @@ from torch import nn
 
 from sparta.attacks.base import _ATTACKS, check_eps, check_norm, create, frozen, names
 from sparta.checks import check_int
-from sparta.models.utils import device_of
 from sparta.data import ImageDataset
+from sparta.models.utils import device_of
 
 log = logging.getLogger(__name__)
 
