@@ -12,6 +12,7 @@ from sparta.certify.api import METHODS, bounds, check_method
 from sparta.certify.bab import BaB
 from sparta.certify.domain import check_eps, check_norm
 from sparta.certify.graph import trace
+from sparta.models.utils import frozen
 
 VERIFY_METHODS = (*METHODS, "bab")
 STATUSES = ("verified", "falsified", "unknown", "wrong")
@@ -69,8 +70,6 @@ def verify(
     ``timeout`` seconds and ``max_branches`` sub-problems each. Incomplete methods leave what
     neither proves nor breaks as "unknown".
     """
-    from sparta.attacks.base import frozen
-
     check_method(method, VERIFY_METHODS)
     eps, norm = check_eps(eps), check_norm(norm)
     if timeout <= 0:

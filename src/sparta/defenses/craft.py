@@ -19,6 +19,7 @@ lenet300, ...) the two choices are identical.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,10 +29,31 @@ from sparta.attacks.whitebox import PGD
 from sparta.checks import check_eps, check_int, check_norm, check_positive
 from sparta.models.utils import bare, frozen
 
-__all__ = ["LossFn", "bare", "check_attack_options", "perturb"]  # bare: from sparta.models
+__all__ = [
+    "LossFn",
+    "SeededObjective",
+    "bare",
+    "check_attack_options",
+    "perturb",
+]  # bare: from sparta.models
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # logits -> per-example loss to maximise
 STARTS = ("uniform", "normal", "none")
+
+
+class SeededObjective:
+    """Base of the training objectives that draw random starts from ``self.generator``: the
+    generator's state travels in checkpoints (the loop calls these), so a resumed run crafts
+    the same examples as an uninterrupted one."""
+
+    generator: torch.Generator
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator's state (a uint8 tensor)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
 
 
 def check_attack_options(eps: float, norm: str, steps: int, alpha: float | None) -> None:

@@ -14,18 +14,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks.base import ce_loss
-from sparta.defenses.craft import check_attack_options, perturb
+from sparta.defenses.craft import SeededObjective, check_attack_options, perturb
 from sparta.models.utils import bare
 from sparta.train.objectives import Objective, register_objective
 
 
-class PGDAdversarialTraining:
+class PGDAdversarialTraining(SeededObjective):
     """Objective: cross-entropy at PGD examples crafted against the current weights.
 
-    Returns ``(loss, logits)`` where the logits are those of the adversarial batch, so the
-    loop's ``train_acc`` is the robust training accuracy (as Madry et al. and Rice et al.
-    log it; the clean training accuracy would cost an extra forward pass per step).
+    Returns ``(loss, logits)`` where the logits are those of the adversarial batch
+    (``robust_logits``), so the loop logs ``train_robust_acc``, the robust training accuracy
+    (as Madry et al. and Rice et al. log it; the clean training accuracy would cost an extra
+    forward pass per step). The generator of the random starts travels in checkpoints
+    (:meth:`state_dict`), so a resumed run crafts the same examples.
     """
+
+    robust_logits = True
 
     def __init__(
         self,

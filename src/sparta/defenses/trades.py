@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparta.defenses.craft import check_attack_options, perturb
+from sparta.defenses.craft import SeededObjective, check_attack_options, perturb
 from sparta.models.utils import bare, eval_mode
 from sparta.train.objectives import Objective, register_objective
 
@@ -32,7 +32,7 @@ def kl_per_example(clean_logits: torch.Tensor, adv_logits: torch.Tensor) -> torc
     return (p_log.exp() * (p_log - q_log)).sum(1)
 
 
-class TRADES:
+class TRADES(SeededObjective):
     """Objective: ``CE(f(x), y) + beta * KL(f(x) || f(x'))``; returns the clean logits."""
 
     def __init__(
@@ -52,6 +52,8 @@ class TRADES:
         # the paper's step sizes are ~ eps / 4 (CIFAR: 0.007 for eps 0.031)
         self.alpha = alpha if alpha is not None else self.eps / 4
         self.generator = torch.Generator().manual_seed(seed)
+
+    robust_logits = False  # the clean logits: the loop's train_acc is the clean accuracy
 
     def craft(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         net = bare(model)

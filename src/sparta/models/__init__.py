@@ -12,7 +12,15 @@ from sparta.models import convnet, lenet, mlp, resnet, vgg, vit, wrn  # noqa: F4
 from sparta.models.count import count_flops, count_nonzero, count_params, weight_sparsity
 from sparta.models.layers import Normalize
 from sparta.models.registry import create, entry, from_spec, names, register_model, spec_of
-from sparta.models.utils import bare, device_of, dtype_of, eval_mode, frozen, input_shape_of
+from sparta.models.utils import (
+    bare,
+    device_of,
+    dtype_of,
+    eval_mode,
+    frozen,
+    input_shape_of,
+    train_mode,
+)
 
 __all__ = [
     "Normalize",
@@ -31,5 +39,6 @@ __all__ = [
     "names",
     "register_model",
     "spec_of",
+    "train_mode",
     "weight_sparsity",
 ]

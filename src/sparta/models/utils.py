@@ -17,15 +17,21 @@ SPEC_ATTR = "sparta_spec"
 
 
 @contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block and restore each module's previous mode."""
+def train_mode(model: nn.Module, training: bool = True) -> Iterator[nn.Module]:
+    """Put ``model`` in train mode (``training=False``: eval mode) for the block and restore
+    each module's previous mode afterwards, even if the block raises."""
     modes = [(m, m.training) for m in model.modules()]
-    model.eval()
+    model.train(training)
     try:
         yield model
     finally:
-        for m, training in modes:
-            m.training = training
+        for m, mode in modes:
+            m.training = mode
+
+
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """Put ``model`` in eval mode for the block and restore each module's previous mode."""
+    return train_mode(model, False)
 
 
 @contextlib.contextmanager
