@@ -31,7 +31,7 @@ from sparta.models.utils import bare, frozen
 
 __all__ = [
     "LossFn",
-    "SeededObjective",
+    "AdversarialObjective",
     "bare",
     "check_attack_options",
     "perturb",
@@ -41,12 +41,41 @@ LossFn = Callable[[torch.Tensor], torch.Tensor]  # logits -> per-example loss to
 STARTS = ("uniform", "normal", "none")
 
 
-class SeededObjective:
-    """Base of the training objectives that draw random starts from ``self.generator``: the
-    generator's state travels in checkpoints (the loop calls these), so a resumed run crafts
-    the same examples as an uninterrupted one."""
+class AdversarialObjective:
+    """Base of the training objectives that craft adversarial examples (PGD-AT, Fast-AT,
+    TRADES): the threat model, the PGD settings and the generator of the random starts.
 
-    generator: torch.Generator
+    ``robust_logits``: the objective returns the logits of the adversarial batch, so the
+    loop logs ``train_robust_acc``. The generator's state travels in checkpoints (the loop
+    calls :meth:`state_dict`), so a resumed run crafts the same examples as an uninterrupted
+    one.
+    """
+
+    robust_logits = True
+
+    def __init__(
+        self, eps: float, norm: str, steps: int, alpha: float | None, seed: int = 0
+    ) -> None:
+        check_attack_options(eps, norm, steps, alpha)
+        self.eps, self.norm, self.steps, self.alpha = float(eps), norm, steps, alpha
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def perturb(
+        self, model: nn.Module, x: torch.Tensor, loss_fn: LossFn, start: str
+    ) -> torch.Tensor:
+        """:func:`perturb` with this objective's settings on the plain module behind
+        ``model`` (one pass through a DDP wrapper is the training forward's alone)."""
+        return perturb(
+            bare(model),
+            x,
+            loss_fn,
+            self.eps,
+            self.norm,
+            self.steps,
+            self.alpha,
+            start=start,
+            generator=self.generator,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """The generator's state (a uint8 tensor)."""

@@ -14,12 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks.base import ce_loss
-from sparta.defenses.craft import SeededObjective, check_attack_options, perturb
-from sparta.models.utils import bare
+from sparta.defenses.craft import AdversarialObjective
 from sparta.train.objectives import Objective, register_objective
 
 
-class PGDAdversarialTraining(SeededObjective):
+class PGDAdversarialTraining(AdversarialObjective):
     """Objective: cross-entropy at PGD examples crafted against the current weights.
 
     Returns ``(loss, logits)`` where the logits are those of the adversarial batch
@@ -28,8 +27,6 @@ class PGDAdversarialTraining(SeededObjective):
     forward pass per step). The generator of the random starts travels in checkpoints
     (:meth:`state_dict`), so a resumed run crafts the same examples.
     """
-
-    robust_logits = True
 
     def __init__(
         self,
@@ -40,23 +37,12 @@ class PGDAdversarialTraining(SeededObjective):
         seed: int = 0,
         label_smoothing: float = 0.0,
     ) -> None:
-        check_attack_options(eps, norm, steps, alpha)
-        self.eps, self.norm, self.steps, self.alpha = float(eps), norm, steps, alpha
+        super().__init__(eps, norm, steps, alpha, seed)
         self.label_smoothing = label_smoothing
-        self.generator = torch.Generator().manual_seed(seed)
 
     def craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return perturb(
-            bare(model),
-            x,
-            lambda logits: ce_loss(logits, y),
-            self.eps,
-            self.norm,
-            self.steps,
-            self.alpha,
-            start="uniform",
-            generator=self.generator,
-        )
+        """PGD examples on the cross-entropy from a uniform random start."""
+        return self.perturb(model, x, lambda logits: ce_loss(logits, y), start="uniform")
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
