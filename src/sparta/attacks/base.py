@@ -163,6 +163,10 @@ class Attack(abc.ABC):
 
     ``targeted``: with ``target`` labels given to ``__call__``, success means the model
     predicts the target; otherwise success means it does not predict ``y``.
+
+    Every attack takes ``model`` and ``eps`` first, its own options, and this base's
+    ``norm`` ("linf"), ``seed`` (0) and ``num_classes`` (None: read off one forward) as
+    keywords (subclasses pass them on as ``**common``).
     """
 
     name = "attack"

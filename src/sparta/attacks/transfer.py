@@ -58,16 +58,14 @@ class TransferAttack(Attack):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
-        seed: int = 0,
-        num_classes: int | None = None,
         steps: int = 10,
         step_size: float | None = None,
         momentum: float | None = None,
         loss: str = "ce",
         random_start: bool = False,
+        **common: Any,
     ) -> None:
-        super().__init__(model, eps, norm, seed, num_classes)
+        super().__init__(model, eps, **common)
         self.steps = check_int("steps", steps)
         self.momentum = self.default_momentum if momentum is None else float(momentum)
         if not (math.isfinite(self.momentum) and self.momentum >= 0):

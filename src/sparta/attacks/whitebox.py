@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -43,17 +45,15 @@ class PGD(Attack):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
         steps: int = 10,
         alpha: float | None = None,
         random_start: bool = True,
         restarts: int = 1,
         loss: str = "ce",
         early_stop: bool = False,
-        seed: int = 0,
-        num_classes: int | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(model, eps, norm, seed, num_classes)
+        super().__init__(model, eps, **common)
         self.steps = check_int("steps", steps)
         self.restarts = check_int("restarts", restarts)
         get_loss(loss)
@@ -131,23 +131,17 @@ class FGSM(PGD):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
         alpha: float | None = None,
         random_start: bool = False,
         loss: str = "ce",
+        norm: str = "linf",
         seed: int = 0,
         num_classes: int | None = None,
     ) -> None:
+        # explicit options (no **common): FGSM takes none of PGD's others (steps, restarts)
+        common = {"norm": norm, "seed": seed, "num_classes": num_classes}
         super().__init__(
-            model,
-            eps,
-            norm,
-            steps=1,
-            alpha=alpha,
-            random_start=random_start,
-            loss=loss,
-            seed=seed,
-            num_classes=num_classes,
+            model, eps, steps=1, alpha=alpha, random_start=random_start, loss=loss, **common
         )
         if alpha is None:
             self.alpha = self.eps

@@ -147,9 +147,6 @@ class ZOAttack(Attack):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
-        seed: int = 0,
-        num_classes: int | None = None,
         n_queries: int = 5000,
         steps: int | None = None,
         step_size: float | None = None,
@@ -157,8 +154,9 @@ class ZOAttack(Attack):
         loss: str = "margin",
         random_start: bool = False,
         max_batch: int = 4096,
+        **common: Any,
     ) -> None:
-        super().__init__(model, eps, norm, seed, num_classes)
+        super().__init__(model, eps, **common)
         self.n_queries = check_budget(n_queries)
         if steps is not None:
             check_int("steps", steps, 0)

@@ -117,7 +117,7 @@ def perturb(
         raise ValueError(f"start={start!r} is not allowed; expected one of {', '.join(STARTS)}")
     if eps == 0:
         return x.detach()
-    pgd = PGD(model, eps, norm, steps=steps, alpha=alpha, random_start=False)
+    pgd = PGD(model, eps, norm=norm, steps=steps, alpha=alpha, random_start=False)
     generator = generator or torch.Generator().manual_seed(0)
     x = x.detach()
     if start == "uniform":
