@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from sparta.data import ImageDataset
-from sparta.models.utils import device_of, eval_mode
+from sparta.models.utils import device_of, eval_mode, input_shape_of
 
 INITS = ("bounds", "identity")
 
@@ -219,8 +219,6 @@ def graft(
 
 
 def _relu_shapes_from_spec(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    from sparta.sparsity.groups import input_shape_of
-
     return _relu_shapes(model, torch.zeros(1, *input_shape_of(model)))
 
 
