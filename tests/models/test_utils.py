@@ -43,6 +43,7 @@ def test_eval_mode_and_frozen_restore_mixed_modes_and_flags_even_on_error():
     assert not any(m.training for m in net.modules())
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile imports jit
 def test_bare_strips_data_parallel_and_compile_wrappers_however_nested():
     net = _net()
     assert bare(net) is net
