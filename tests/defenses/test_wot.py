@@ -97,13 +97,10 @@ def test_killed_wot_run_resumes_to_identical_weights(tmp_path):
     WOT trajectory; --resume ends bit for bit where an uninterrupted run ends (the recorded
     points, WOT's generator and the objective's generator travel in the checkpoint)."""
     import json
-    import os
-    import signal
     import subprocess
     import sys
-    import time
 
-    from safetensors.torch import load_file
+    from tests.killed_run import ENV, kill_after_first_epoch_and_resume, same_weights
 
     args = [
         sys.executable,
@@ -118,32 +115,13 @@ def test_killed_wot_run_resumes_to_identical_weights(tmp_path):
         *("--wot-interval", "4", "--wot-fit-steps", "2", "--val-attack-steps", "1"),
         *("--val-n", "20", "--out", str(tmp_path)),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*args, "--name", "full"], check=True, env=env, capture_output=True)
+    subprocess.run([*args, "--name", "full"], check=True, env=ENV, capture_output=True)
     meta = json.loads((tmp_path / "full" / "checkpoints" / "epoch_0003.json").read_text())
     # 480 train examples / 32 = 15 steps an epoch: a refinement every 8 steps, so each epoch
     # ends inside a trajectory (points recorded, not yet refined)
     assert meta["callbacks"]["wot"]["refinements"] == 5
     assert meta["callbacks"]["wot"]["n_points"] >= 1
-    proc = subprocess.Popen(
-        [*args, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    first = tmp_path / "killed" / "checkpoints" / "epoch_0001.json"
-    deadline = time.time() + 120
-    while not first.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "killed" / "model.safetensors").exists(), "run was not interrupted"
-    subprocess.run(
-        [*args, "--name", "killed", "--resume"], check=True, env=env, capture_output=True
-    )
-    a = load_file(str(tmp_path / "full" / "model.safetensors"))
-    b = load_file(str(tmp_path / "killed" / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    rows = [
-        json.loads(line)
-        for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
-    ]
+    rows = kill_after_first_epoch_and_resume(args, tmp_path, "killed")
+    assert same_weights(tmp_path / "full", tmp_path / "killed")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert "train_robust_acc" in rows[-1] and "train_acc" not in rows[-1]
