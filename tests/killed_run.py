@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+SPARTA = [sys.executable, "-m", "sparta", "--quiet"]  # the CLI in a fresh process
 
 
 def kill_after_first_epoch_and_resume(

@@ -98,15 +98,11 @@ def test_killed_wot_run_resumes_to_identical_weights(tmp_path):
     points, WOT's generator and the objective's generator travel in the checkpoint)."""
     import json
     import subprocess
-    import sys
 
-    from tests.killed_run import ENV, kill_after_first_epoch_and_resume, same_weights
+    from tests.killed_run import ENV, SPARTA, kill_after_first_epoch_and_resume, same_weights
 
     args = [
-        sys.executable,
-        "-m",
-        "sparta",
-        "--quiet",
+        *SPARTA,
         "train",
         *("--dataset", "digits", "--model", "lenet300", "--width", "0.25"),
         *("--epochs", "3", "--batch-size", "32", "--train-subset", "600", "--lr", "0.05"),
