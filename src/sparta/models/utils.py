@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-SPEC_ATTR = "sparta_spec"
+from sparta.models.registry import spec_of
 
 
 @contextlib.contextmanager
@@ -82,17 +82,13 @@ def input_shape_of(model: nn.Module, input_shape: Sequence[int] | None = None) -
     """``input_shape`` as a tuple of ints, else the ``(C, H, W)`` in the model's sparta spec
     (set by :func:`sparta.models.create`); ValueError when neither is known or a size is < 1."""
     if input_shape is None:
-        spec = None
-        for m in (model, bare(model)):
-            spec = getattr(m, SPEC_ATTR, None)
-            if isinstance(spec, dict):
-                break
-        if not isinstance(spec, dict):
+        try:  # the spec that create() attached, also behind a wrapper
+            input_shape = spec_of(model)["dataset"]["input_shape"]
+        except ValueError:
             raise ValueError(
                 f"input_shape is needed: {type(model).__name__} was not built by "
                 "sparta.models.create, so its input shape is unknown"
-            )
-        input_shape = spec["dataset"]["input_shape"]
+            ) from None
     shape = tuple(int(v) for v in input_shape)
     if len(shape) < 1 or min(shape) < 1:
         raise ValueError(f"input_shape must be positive sizes like (C, H, W), got {input_shape}")
