@@ -121,3 +121,5 @@ def test_killed_wot_run_resumes_to_identical_weights(tmp_path):
     assert same_weights(tmp_path / "full", tmp_path / "killed")
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert "train_robust_acc" in rows[-1] and "train_acc" not in rows[-1]
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert "train_robust_acc" in summary and "train_acc" not in summary
