@@ -1,15 +1,11 @@
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 
 from sparta.cli import main
+from tests.killed_run import ENV, SPARTA, kill_after_first_epoch_and_resume, same_weights
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 QUICK = ["--dataset", "digits", "--model", "lenet300", "--batch-size", "64", "--lr", "0.05"]
@@ -93,10 +89,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     """Kill a real training process after its first epoch; --resume ends where an
     uninterrupted run ends, bit for bit."""
     args = [
-        sys.executable,
-        "-m",
-        "sparta",
-        "--quiet",
+        *SPARTA,
         "train",
         "--dataset",
         "fashion-mnist",
@@ -117,28 +110,10 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
         "--out",
         str(tmp_path),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*args, "--name", "full"], check=True, env=env, capture_output=True)
-    proc = subprocess.Popen(
-        [*args, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    first = tmp_path / "killed" / "checkpoints" / "epoch_0001.json"
-    deadline = time.time() + 120
-    while not first.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "killed" / "model.safetensors").exists(), "run was not interrupted"
-    subprocess.run(
-        [*args, "--name", "killed", "--resume"], check=True, env=env, capture_output=True
-    )
-    a = load_file(str(tmp_path / "full" / "model.safetensors"))
-    b = load_file(str(tmp_path / "killed" / "model.safetensors"))
-    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
-    epochs = [
-        json.loads(line)["epoch"]
-        for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
-    ]
+    subprocess.run([*args, "--name", "full"], check=True, env=ENV, capture_output=True)
+    rows = kill_after_first_epoch_and_resume(args, tmp_path, "killed")
+    assert same_weights(tmp_path / "full", tmp_path / "killed")
+    epochs = [r["epoch"] for r in rows]
     assert epochs == [1, 2, 3]
 
 

@@ -60,6 +60,14 @@ STUB_B = _stub("t-eval-b", (1, 0))
 STUB_C = _stub("t-eval-bb", (1, 1), black_box=True)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _unregister_stubs():
+    """The stubs leave the global attack registry when this module's tests are done."""
+    yield
+    for stub in (STUB_A, STUB_B, STUB_C):
+        sparta.attacks.base.ATTACKS.remove(stub.name)
+
+
 def _tagged_data(n=64, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 1, 2, 2, generator=g)

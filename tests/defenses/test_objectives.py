@@ -121,3 +121,29 @@ def test_pruned_weights_stay_zero_under_pgd_at():
     for name, mask in masks.items():
         assert (params[name][~mask] == 0).all()
         assert (params[name][mask] != 0).float().mean() > 0.9
+
+
+@pytest.mark.parametrize(
+    "name,key",
+    [("pgd-at", "train_robust_acc"), ("fast", "train_robust_acc"), ("trades", "train_acc")],
+)
+def test_training_accuracy_is_named_by_what_the_logits_are(name, key):
+    """PGD-AT and Fast-AT return the adversarial batch's logits: their training accuracy is
+    robust accuracy and is logged as such; TRADES returns the clean logits."""
+    obj = create_objective(name, eps=0.1, steps=1) if name != "fast" else create_objective(name)
+    cfg = TrainConfig(epochs=1, batch_size=128, lr=0.05, val_fraction=0)
+    history = Trainer(_mlp(), _data(n=256), cfg, objective=obj, quiet=True).fit()
+    other = {"train_acc", "train_robust_acc"} - {key}
+    assert 0 <= history[-1][key] <= 1 and not other & set(history[-1])
+
+
+def test_crafting_generator_state_round_trips():
+    """The random starts continue where a checkpoint left them (resume = uninterrupted)."""
+    x = _data(n=64).x
+    a = create_objective("pgd-at", eps=0.1, steps=2, seed=3)
+    b = create_objective("pgd-at", eps=0.1, steps=2, seed=9)
+    model = _mlp()
+    a.craft(model, x, torch.zeros(64, dtype=torch.long))
+    b.load_state_dict(a.state_dict())
+    y = torch.zeros(64, dtype=torch.long)
+    assert torch.equal(a.craft(model, x, y), b.craft(model, x, y))

@@ -90,3 +90,36 @@ def test_robust_validation_and_best_checkpoint(tmp_path):
     assert all(0 <= h["val_robust_acc"] <= h["val_acc"] for h in hist)
     assert "best_val_robust_acc" in hist[-1] and (tmp_path / "r" / "best.safetensors").is_file()
     assert len(cbs[0].data) == 50
+
+
+def test_killed_wot_run_resumes_to_identical_weights(tmp_path):
+    """Kill a real ``--adv wot`` training process after its first epoch, in the middle of a
+    WOT trajectory; --resume ends bit for bit where an uninterrupted run ends (the recorded
+    points, WOT's generator and the objective's generator travel in the checkpoint)."""
+    import json
+    import subprocess
+
+    from tests.killed_run import ENV, SPARTA, kill_after_first_epoch_and_resume, same_weights
+
+    args = [
+        *SPARTA,
+        "train",
+        *("--dataset", "digits", "--model", "lenet300", "--width", "0.25"),
+        *("--epochs", "3", "--batch-size", "32", "--train-subset", "600", "--lr", "0.05"),
+        *("--test-subset", "100", "--val-fraction", "0.2", "--optimizer", "sgd"),
+        *("--adv", "wot", "--eps", "0.1", "--adv-steps", "2", "--wot-k", "2"),
+        *("--wot-interval", "4", "--wot-fit-steps", "2", "--val-attack-steps", "1"),
+        *("--val-n", "20", "--out", str(tmp_path)),
+    ]
+    subprocess.run([*args, "--name", "full"], check=True, env=ENV, capture_output=True)
+    meta = json.loads((tmp_path / "full" / "checkpoints" / "epoch_0003.json").read_text())
+    # 480 train examples / 32 = 15 steps an epoch: a refinement every 8 steps, so each epoch
+    # ends inside a trajectory (points recorded, not yet refined)
+    assert meta["callbacks"]["wot"]["refinements"] == 5
+    assert meta["callbacks"]["wot"]["n_points"] >= 1
+    rows = kill_after_first_epoch_and_resume(args, tmp_path, "killed")
+    assert same_weights(tmp_path / "full", tmp_path / "killed")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert "train_robust_acc" in rows[-1] and "train_acc" not in rows[-1]
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert "train_robust_acc" in summary and "train_acc" not in summary

@@ -5,35 +5,19 @@ Kept out of ``base.py`` because only the gradient attacks (PGD, APGD, FAB) use t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from sparta.attacks.base import Attack, AttackResult, dlr_targeted_loss, get_loss, margin_loss
+from sparta.checks import check_int, check_positive  # noqa: F401  (re-exported)
 
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: classes the DLR losses need: the untargeted one reads z_pi3, the targeted one z_pi4
 #: (Croce & Hein 2020, 2003.01690, Eq. 5 and 6)
 _MIN_CLASSES = {("dlr", False): 3, ("dlr", True): 4}
-
-
-def check_int(name: str, value: int, low: int = 1) -> int:
-    """An integer option ``>= low`` (steps, restarts, ...), else ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is not allowed; expected an integer >= {low}")
-    return value
-
-
-def check_positive(name: str, value: float | None, allow_none: bool = True) -> float | None:
-    """A finite number > 0 (or None where a default is derived), else ValueError naming it."""
-    if value is None and allow_none:
-        return None
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r} is not allowed; expected a finite number > 0")
-    return float(value)
 
 
 def objective(

@@ -8,6 +8,7 @@ stalls, restarting from the best point found (Sec. 3, Algorithm 1).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -87,16 +88,14 @@ class APGD(Attack):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
         steps: int = 100,
         restarts: int = 1,
         loss: str = "ce",
         rho: float = 0.75,
         momentum: float = 0.75,
-        seed: int = 0,
-        num_classes: int | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(model, eps, norm, seed, num_classes)
+        super().__init__(model, eps, **common)
         self.steps = check_int("steps", steps)
         self.restarts = check_int("restarts", restarts)
         get_loss(loss)
@@ -189,27 +188,18 @@ class APGDT(APGD):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
         steps: int = 100,
         restarts: int = 1,
         n_target_classes: int = 9,
         rho: float = 0.75,
         momentum: float = 0.75,
+        norm: str = "linf",
         seed: int = 0,
         num_classes: int | None = None,
     ) -> None:
-        super().__init__(
-            model,
-            eps,
-            norm,
-            steps=steps,
-            restarts=restarts,
-            loss="dlr",
-            rho=rho,
-            momentum=momentum,
-            seed=seed,
-            num_classes=num_classes,
-        )
+        # explicit options (no **common): the loss is fixed to the targeted DLR
+        common = {"norm": norm, "seed": seed, "num_classes": num_classes}
+        super().__init__(model, eps, steps, restarts, "dlr", rho, momentum, **common)
         self.n_target_classes = check_int("n_target_classes", n_target_classes)
 
     def loss_targets(

@@ -7,7 +7,6 @@ batched, and leave the model's train/eval mode and ``requires_grad`` flags as th
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta.checks import NORMS, check_eps, check_norm  # noqa: F401  (re-exported)
+from sparta.models.utils import device_of, frozen  # noqa: F401  (re-exported for attacks)
 from sparta.registry import Registry
-from sparta.train.evaluate import frozen  # noqa: F401  (re-exported for attacks)
 
-NORMS = ("linf", "l2")
 #: every attack class by name; ``meta['black_box']`` as the class says
 ATTACKS: Registry[type[Attack]] = Registry("attacks", populate="sparta.attacks", label="attack")
 _ATTACKS = ATTACKS  # the old name (``_ATTACKS[name]`` still gives the class)
@@ -60,18 +59,6 @@ def names(black_box: bool | None = None, pattern: str | None = None) -> list[str
 def create(name: str, model: nn.Module, **options: Any) -> Attack:
     """``create("pgd", model, eps=0.1, norm="linf", steps=10)``."""
     return ATTACKS[name](model, **options)
-
-
-def check_eps(eps: float) -> float:
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps={eps!r} is not allowed; expected a finite number >= 0")
-    return float(eps)
-
-
-def check_norm(norm: str) -> str:
-    if norm not in NORMS:
-        raise ValueError(f"norm {norm!r} is not known; allowed: {', '.join(NORMS)}")
-    return norm
 
 
 def check_inputs(x: torch.Tensor, y: torch.Tensor, num_classes: int | None = None) -> None:
@@ -177,6 +164,10 @@ class Attack(abc.ABC):
 
     ``targeted``: with ``target`` labels given to ``__call__``, success means the model
     predicts the target; otherwise success means it does not predict ``y``.
+
+    Every attack takes ``model`` and ``eps`` first, its own options, and this base's
+    ``norm`` ("linf"), ``seed`` (0) and ``num_classes`` (None: read off one forward) as
+    keywords (subclasses pass them on as ``**common``).
     """
 
     name = "attack"
@@ -234,13 +225,16 @@ class Attack(abc.ABC):
         y: torch.Tensor,
         loss_fn: Callable[..., torch.Tensor],
         *args: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(per-example loss, logits, d sum(loss) / dx)`` in one forward-backward pass."""
+        """``(per-example loss, logits, d sum(loss) / dx)`` in one forward-backward pass;
+        ``loss_fn(logits, *args)`` (default args: ``y``). ``transform``: a differentiable
+        input transformation the gradient is taken through (DI-FGSM's resize-and-pad)."""
         if self.black_box:
             raise RuntimeError(f"black-box attack {self.name} must not use gradients")
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            logits = self.model(x)
+            logits = self.model(x if transform is None else transform(x))
             loss = loss_fn(logits, *args) if args else loss_fn(logits, y)
             (grad,) = torch.autograd.grad(loss.sum(), x)
         return loss.detach(), logits.detach(), grad

@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks.base import _ATTACKS, check_eps, check_norm, create, frozen, names
+from sparta.checks import check_int
 from sparta.data import ImageDataset
+from sparta.models.utils import device_of
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +177,6 @@ def resolve_attacks(
 
 
 # ------------------------------------------------------------------ checks
-def _device_of(model: nn.Module) -> torch.device:
-    p = next(iter(model.parameters()), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def _forward_checks(model: nn.Module, x: torch.Tensor, caller_training: bool) -> list[str]:
     """Randomness (2003.01690's check_randomized) and softmax outputs (check_range_output)."""
@@ -278,13 +275,12 @@ def evaluate(
     gradient-masking checks run and their warnings are logged and kept in the report.
     """
     eps, norm = check_eps(eps), check_norm(norm)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is not allowed; expected an integer >= 1")
+    check_int("batch_size", batch_size)
     suite = suite or ("custom" if attacks else "standard")
     x_all, y_all = _as_tensors(data, n, seed)
     if len(y_all) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    device = _device_of(model)
+    device = device_of(model)
     caller_training = model.training
     warnings: list[str] = []
 

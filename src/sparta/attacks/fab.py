@@ -11,6 +11,8 @@ final point (projected onto the eps-ball) must be misclassified.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,17 +89,15 @@ class FABT(Attack):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
         steps: int = 100,
         restarts: int = 1,
         n_target_classes: int = 9,
         alpha_max: float = 0.1,
         eta: float = 1.05,
         beta: float = 0.9,
-        seed: int = 0,
-        num_classes: int | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(model, eps, norm, seed, num_classes)
+        super().__init__(model, eps, **common)
         self.steps = check_int("steps", steps)
         self.restarts = check_int("restarts", restarts)
         self.n_target_classes = check_int("n_target_classes", n_target_classes)

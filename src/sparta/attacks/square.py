@@ -11,6 +11,7 @@ fooled are queried; window positions are drawn per example, so the loop is fully
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,15 +81,13 @@ class Square(Attack):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
-        seed: int = 0,
-        num_classes: int | None = None,
         n_queries: int = 5000,
         p_init: float = 0.8,
         loss: str = "margin",
         max_batch: int = 4096,
+        **common: Any,
     ) -> None:
-        super().__init__(model, eps, norm, seed, num_classes)
+        super().__init__(model, eps, **common)
         if loss not in LOSSES:
             raise ValueError(f"loss {loss!r} is not known for square; allowed: {LOSSES}")
         if not 0 < p_init <= 1:

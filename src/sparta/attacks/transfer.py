@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparta.checks import check_eps, check_int
+
 from .base import (
     Attack,
     AttackResult,
@@ -56,22 +58,18 @@ class TransferAttack(Attack):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
-        seed: int = 0,
-        num_classes: int | None = None,
         steps: int = 10,
         step_size: float | None = None,
         momentum: float | None = None,
         loss: str = "ce",
         random_start: bool = False,
+        **common: Any,
     ) -> None:
-        super().__init__(model, eps, norm, seed, num_classes)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps={steps!r} is not allowed; expected an integer >= 1")
+        super().__init__(model, eps, **common)
+        self.steps = check_int("steps", steps)
         self.momentum = self.default_momentum if momentum is None else float(momentum)
         if not (math.isfinite(self.momentum) and self.momentum >= 0):
             raise ValueError(f"momentum={momentum!r} is not allowed; expected a number >= 0")
-        self.steps = steps
         self.step_size = self.default_step(eps, steps) if step_size is None else step_size
         self.loss_fn = get_loss(loss)
         self.random_start = random_start
@@ -90,12 +88,11 @@ class TransferAttack(Attack):
         target: torch.Tensor | None,
         gen: torch.Generator,
     ) -> torch.Tensor:
-        """Gradient of the per-example objective (loss to ``y``, or -loss to ``target``)."""
-        x = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            logits = self.model(self.transform(x, gen))
-            obj = self.loss_fn(logits, y) if target is None else -self.loss_fn(logits, target)
-            (grad,) = torch.autograd.grad(obj.sum(), x)
+        """Gradient of the per-example objective (loss to ``y``, or -loss to ``target``)
+        through :meth:`transform` (the base attack's :meth:`Attack.gradient`)."""
+        fn = self.loss_fn if target is None else lambda logits, t: -self.loss_fn(logits, t)
+        label = y if target is None else target
+        _, _, grad = self.gradient(x, label, fn, transform=lambda v: self.transform(v, gen))
         return grad
 
     def direction(
@@ -191,12 +188,8 @@ class DAPGD(TransferAttack):
         **options: Any,
     ) -> None:
         super().__init__(model, eps, **options)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples={n_samples!r} is not allowed; expected an integer >= 1")
-        self.radius = self.eps if radius is None else float(radius)
-        if not (math.isfinite(self.radius) and self.radius >= 0):
-            raise ValueError(f"radius={radius!r} is not allowed; expected a number >= 0")
-        self.n_samples = n_samples
+        self.n_samples = check_int("n_samples", n_samples)
+        self.radius = self.eps if radius is None else check_eps(radius, "radius")
 
     def default_step(self, eps: float, steps: int) -> float:
         return 2.5 * eps / steps

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from sparta.attacks._shared import (
     Best,
+    Objective,
     check_int,
     check_positive,
     classes_of,
@@ -42,17 +45,15 @@ class PGD(Attack):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
         steps: int = 10,
         alpha: float | None = None,
         random_start: bool = True,
         restarts: int = 1,
         loss: str = "ce",
         early_stop: bool = False,
-        seed: int = 0,
-        num_classes: int | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(model, eps, norm, seed, num_classes)
+        super().__init__(model, eps, **common)
         self.steps = check_int("steps", steps)
         self.restarts = check_int("restarts", restarts)
         get_loss(loss)
@@ -88,6 +89,25 @@ class PGD(Attack):
         """One PGD run on the whole batch: ``(x_adv, success, loss)``."""
         fn = objective(self.loss, target, classes_of(self, x))
         x_adv = random_start(x, self.eps, self.norm, gen) if self.random_start else x.clone()
+        x_adv = self.ascend(x, x_adv, y, fn, target)
+        with torch.no_grad():
+            logits = self.model(x_adv)
+        return x_adv, self.success_of(logits, y, target), fn(logits, y)
+
+    def ascend(
+        self,
+        x: torch.Tensor,
+        x_adv: torch.Tensor,
+        y: torch.Tensor | None,
+        fn: Objective,
+        target: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The PGD iterations from ``x_adv``: ``steps`` steps of size ``alpha`` along the
+        sign (Linf) or normalised (L2) gradient of ``fn(logits, y)`` (per example, summed),
+        each projected onto the eps-ball around ``x`` and [0, 1]. With ``early_stop`` an
+        example stops at its first successful iterate (``y`` needed). The model must be
+        frozen already (``__call__`` does it; the training objectives in
+        :mod:`sparta.defenses` call this on their own ``frozen`` block)."""
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.steps if self.eps > 0 else 0):  # nothing to search at eps = 0
             _, logits, grad = self.gradient(x_adv, y, fn)
@@ -98,9 +118,7 @@ class PGD(Attack):
                     break
                 step = step.masked_fill(rows(done, step), 0.0)
             x_adv = project(x_adv + step, x, self.eps, self.norm)
-        with torch.no_grad():
-            logits = self.model(x_adv)
-        return x_adv, self.success_of(logits, y, target), fn(logits, y)
+        return x_adv
 
 
 @register_attack("fgsm")
@@ -113,23 +131,17 @@ class FGSM(PGD):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
         alpha: float | None = None,
         random_start: bool = False,
         loss: str = "ce",
+        norm: str = "linf",
         seed: int = 0,
         num_classes: int | None = None,
     ) -> None:
+        # explicit options (no **common): FGSM takes none of PGD's others (steps, restarts)
+        common = {"norm": norm, "seed": seed, "num_classes": num_classes}
         super().__init__(
-            model,
-            eps,
-            norm,
-            steps=1,
-            alpha=alpha,
-            random_start=random_start,
-            loss=loss,
-            seed=seed,
-            num_classes=num_classes,
+            model, eps, steps=1, alpha=alpha, random_start=random_start, loss=loss, **common
         )
         if alpha is None:
             self.alpha = self.eps

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparta.checks import check_int
+
 from .base import (
     Attack,
     AttackResult,
@@ -50,9 +52,7 @@ def query(model: nn.Module, x: torch.Tensor, max_batch: int = 4096) -> torch.Ten
 
 def check_budget(n_queries: int) -> int:
     """A query budget must be an integer >= 1."""
-    if isinstance(n_queries, bool) or not isinstance(n_queries, int) or n_queries < 1:
-        raise ValueError(f"n_queries={n_queries!r} is not allowed; expected an integer >= 1")
-    return n_queries
+    return check_int("n_queries", n_queries)
 
 
 def _base_value(f: Oracle, x: torch.Tensor, fx: torch.Tensor | None) -> torch.Tensor:
@@ -147,9 +147,6 @@ class ZOAttack(Attack):
         self,
         model: nn.Module,
         eps: float,
-        norm: str = "linf",
-        seed: int = 0,
-        num_classes: int | None = None,
         n_queries: int = 5000,
         steps: int | None = None,
         step_size: float | None = None,
@@ -157,11 +154,12 @@ class ZOAttack(Attack):
         loss: str = "margin",
         random_start: bool = False,
         max_batch: int = 4096,
+        **common: Any,
     ) -> None:
-        super().__init__(model, eps, norm, seed, num_classes)
+        super().__init__(model, eps, **common)
         self.n_queries = check_budget(n_queries)
-        if steps is not None and steps < 0:
-            raise ValueError(f"steps={steps!r} is not allowed; expected an integer >= 0")
+        if steps is not None:
+            check_int("steps", steps, 0)
         if not mu > 0:
             raise ValueError(f"mu={mu!r} is not allowed; expected a number > 0")
         self.steps, self.step_size, self.mu = steps, step_size, float(mu)

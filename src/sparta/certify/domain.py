@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-NORMS = ("linf", "l2")
-
-
-def check_eps(eps: float) -> float:
-    if not (isinstance(eps, int | float) and math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps={eps!r} is not allowed; expected a finite number >= 0")
-    return float(eps)
-
-
-def check_norm(norm: str) -> str:
-    if norm not in NORMS:
-        raise ValueError(f"norm={norm!r} is not allowed; expected one of {', '.join(NORMS)}")
-    return norm
+from sparta.checks import NORMS, check_eps, check_norm  # noqa: F401  (re-exported)
 
 
 def _dot(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

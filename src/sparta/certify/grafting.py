@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from sparta.data import ImageDataset
+from sparta.models.utils import device_of, eval_mode, input_shape_of
 
 INITS = ("bounds", "identity")
 
@@ -91,16 +92,12 @@ def _relu_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]
         for name, m in model.named_modules()
         if isinstance(m, nn.ReLU)
     ]
-    modes = {m: m.training for m in model.modules()}
     try:
-        model.eval()
-        with torch.no_grad():
-            model(x[:1].to(next(model.parameters()).device))
+        with eval_mode(model), torch.no_grad():
+            model(x[:1].to(device_of(model)))
     finally:
         for h in hooks:
             h.remove()
-        for m, mode in modes.items():
-            m.training = mode
     return shapes
 
 
@@ -113,7 +110,7 @@ def mean_preact_bounds(
 
     sums: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     counts: dict[str, int] = {}
-    device = next(model.parameters()).device
+    device = device_of(model)
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device)
         for name, (lo, up) in preact_bounds(model, xb, eps, method=method).items():
@@ -214,7 +211,7 @@ def graft(
         slope = intercept = None
         if name in means and means[name][0].shape == mask.shape:
             slope, intercept = init_from_bounds(*means[name])
-        unit = GraftedReLU(mask, slope, intercept).to(next(model.parameters()).device)
+        unit = GraftedReLU(mask, slope, intercept).to(device_of(model))
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, unit)
         grafted[name] = unit
@@ -222,8 +219,6 @@ def graft(
 
 
 def _relu_shapes_from_spec(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    from sparta.sparsity.groups import input_shape_of
-
     return _relu_shapes(model, torch.zeros(1, *input_shape_of(model)))
 
 

@@ -32,8 +32,8 @@ from torch import nn
 
 from sparta.certify.methods import register_certify_method
 from sparta.data import ImageDataset
+from sparta.models.utils import device_of, eval_mode
 from sparta.options import require
-from sparta.train.evaluate import eval_mode
 from sparta.train.objectives import Objective, register_objective
 
 ABSTAIN = -1
@@ -98,7 +98,7 @@ class Smoothed:
         an int64 tensor of length num_classes."""
         _check_count("num", num)
         _check_count("batch", batch)
-        device = next(self.model.parameters()).device
+        device = device_of(self.model)
         x = x.to(device)
         g = self._gen(device)
         votes: torch.Tensor | None = None

@@ -31,7 +31,9 @@ import torch.fx
 from torch import nn
 
 from sparta.certify.api import METHODS
+from sparta.checks import check_eps
 from sparta.data import ImageDataset
+from sparta.models.utils import device_of
 from sparta.sparsity.channels import masks_for
 from sparta.sparsity.groups import PRODUCERS, ChannelGroup, channel_groups
 from sparta.sparsity.handle import SparsityHandle
@@ -50,8 +52,7 @@ def _inputs(data: ImageDataset | torch.Tensor) -> torch.Tensor:
 
 
 def _check(eps: float, method: str) -> None:
-    if not isinstance(eps, (int, float)) or not eps >= 0:
-        raise ValueError(f"eps={eps!r} is not allowed; expected a number >= 0")
+    check_eps(eps)
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not allowed; expected one of {METHODS}")
 
@@ -71,7 +72,7 @@ def unstable_counts(
 
     _check(eps, method)
     x = _inputs(data)
-    device = next(model.parameters()).device
+    device = device_of(model)
     counts: dict[str, torch.Tensor] = {}
     seen: dict[str, int] = {}
     for start in range(0, len(x), batch_size):

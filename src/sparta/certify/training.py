@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta.checks import check_eps
+from sparta.models.utils import bare, device_of, eval_mode
 from sparta.train.callbacks import Callback
 from sparta.train.objectives import Objective, register_objective
 
@@ -38,12 +40,6 @@ GOWAL_WARMUP_FRACTION = 2_000 / 60_000
 GOWAL_RAMP_FRACTION = 10_000 / 60_000
 KAPPA_END = 0.5  # Gowal et al. 2018, Sec. 4: kappa goes from 1 to 0.5
 EPS_TRAIN_FACTOR = 1.1  # Gowal et al. 2018, App. B: train at 1.1 x the test eps (MNIST)
-
-
-def bare(model: nn.Module) -> nn.Module:
-    """The module behind a DistributedDataParallel or ``torch.compile`` wrapper."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
 
 
 def worst_case_logits(
@@ -65,7 +61,7 @@ class IBPTraining:
     """
 
     def __init__(self, eps: float = 0.1, kappa: float = KAPPA_END, method: str = "ibp") -> None:
-        _check_eps(eps)
+        check_eps(eps)
         _check_kappa(kappa, "kappa")
         self.eps, self.kappa, self.method = float(eps), float(kappa), method
 
@@ -85,11 +81,6 @@ class IBPTraining:
 )
 def _ibp(eps: float = 0.1, kappa: float = KAPPA_END, method: str = "ibp", **_: Any) -> Objective:
     return IBPTraining(eps, kappa, method)
-
-
-def _check_eps(eps: float) -> None:
-    if not isinstance(eps, (int, float)) or not eps >= 0:
-        raise ValueError(f"eps={eps!r} is not allowed; expected a number >= 0")
 
 
 def _check_kappa(kappa: float, name: str) -> None:
@@ -143,7 +134,7 @@ class IBPSchedule(Callback):
         warmup: str | float | None = None,
         ramp: str | float | None = None,
     ) -> None:
-        _check_eps(eps)
+        check_eps(eps)
         _check_kappa(kappa_end, "kappa_end")
         for name, value in (("warmup", warmup), ("ramp", ramp)):
             if value is not None:
@@ -193,10 +184,9 @@ def verified_fraction(
     """Fraction of ``data`` whose margins at ``eps`` are certified positive by ``method``
     (sound, incomplete: a lower bound on robust accuracy). Restores the model's mode."""
     from sparta.certify import bounds
-    from sparta.train.evaluate import eval_mode
 
-    _check_eps(eps)
-    device = next(model.parameters()).device
+    check_eps(eps)
+    device = device_of(model)
     verified = 0
     with eval_mode(model):
         for start in range(0, len(data), batch_size):

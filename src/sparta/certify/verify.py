@@ -14,6 +14,7 @@ from sparta.certify.bab import BaB
 from sparta.certify.domain import check_eps, check_norm
 from sparta.certify.graph import trace
 from sparta.certify.methods import CERTIFY, register_certify_method
+from sparta.models.utils import frozen
 
 STATUSES = ("verified", "falsified", "unknown", "wrong")
 
@@ -70,8 +71,6 @@ def verify(
     ``timeout`` seconds and ``max_branches`` sub-problems each. Incomplete methods leave what
     neither proves nor breaks as "unknown".
     """
-    from sparta.attacks.base import frozen
-
     method = check_method(method, VERIFY_METHODS)
     eps, norm = check_eps(eps), check_norm(norm)
     if timeout <= 0:

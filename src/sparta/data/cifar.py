@@ -94,42 +94,50 @@ CIFAR100_CLASSES = tuple(
     tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
 )
 
+
 # mean/std: the widely published per-channel values of each training set in [0, 1]
 # (the CIFAR files are not installed here to recompute them)
-CIFAR10 = _Spec(
-    name="cifar10",
-    folder="cifar-10-batches-py",
-    train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
-    test_files=("test_batch",),
-    label_key=b"labels",
-    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-    md5="c58f30108f718f92721af3b95e74349a",
-    info=DatasetInfo(
-        name="cifar10",
-        input_shape=(3, 32, 32),
-        num_classes=10,
-        mean=(0.4914, 0.4822, 0.4465),
-        std=(0.2470, 0.2435, 0.2616),
-        classes=CIFAR10_CLASSES,
-    ),
-)
+def _cifar(
+    classes: tuple[str, ...],
+    folder: str,
+    files: tuple[tuple[str, ...], tuple[str, ...]],
+    label_key: bytes,
+    md5: str,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> _Spec:
+    """The spec of ``cifar<number of classes>``: 3x32x32 images, the archive on the CIFAR
+    page, ``files`` = (training batches, test batches)."""
+    name = f"cifar{len(classes)}"
+    return _Spec(
+        name=name,
+        folder=folder,
+        train_files=files[0],
+        test_files=files[1],
+        label_key=label_key,
+        url=f"https://www.cs.toronto.edu/~kriz/cifar-{len(classes)}-python.tar.gz",
+        md5=md5,
+        info=DatasetInfo(name, (3, 32, 32), len(classes), mean, std, classes),
+    )
 
-CIFAR100 = _Spec(
-    name="cifar100",
-    folder="cifar-100-python",
-    train_files=("train",),
-    test_files=("test",),
-    label_key=b"fine_labels",
-    url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-    md5="eb9058c3a382ffc7106e4002c42a8d85",
-    info=DatasetInfo(
-        name="cifar100",
-        input_shape=(3, 32, 32),
-        num_classes=100,
-        mean=(0.5071, 0.4865, 0.4409),
-        std=(0.2673, 0.2564, 0.2762),
-        classes=CIFAR100_CLASSES,
-    ),
+
+CIFAR10 = _cifar(
+    CIFAR10_CLASSES,
+    "cifar-10-batches-py",
+    (tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",)),
+    b"labels",
+    "c58f30108f718f92721af3b95e74349a",
+    mean=(0.4914, 0.4822, 0.4465),
+    std=(0.2470, 0.2435, 0.2616),
+)
+CIFAR100 = _cifar(
+    CIFAR100_CLASSES,
+    "cifar-100-python",
+    (("train",), ("test",)),
+    b"fine_labels",
+    "eb9058c3a382ffc7106e4002c42a8d85",
+    mean=(0.5071, 0.4865, 0.4409),
+    std=(0.2673, 0.2564, 0.2762),
 )
 
 

@@ -4,7 +4,7 @@ Importing this package registers the objectives ``pgd-at``, ``trades`` and ``fas
 :func:`sparta.train.register_objective`; WOT and robust validation are callbacks.
 """
 
-from sparta.defenses.craft import perturb
+from sparta.defenses.craft import AdversarialObjective, perturb
 from sparta.defenses.fast_at import FastAdversarialTraining
 from sparta.defenses.pgd_at import PGDAdversarialTraining
 from sparta.defenses.trades import TRADES, kl_per_example
@@ -12,6 +12,7 @@ from sparta.defenses.validation import RobustValidation
 from sparta.defenses.wot import WOT
 
 __all__ = [
+    "AdversarialObjective",
     "TRADES",
     "WOT",
     "FastAdversarialTraining",

@@ -14,16 +14,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks.base import ce_loss
-from sparta.defenses.craft import bare, check_attack_options, perturb
+from sparta.defenses.craft import AdversarialObjective
 from sparta.train.objectives import Objective, register_objective
 
 
-class PGDAdversarialTraining:
+class PGDAdversarialTraining(AdversarialObjective):
     """Objective: cross-entropy at PGD examples crafted against the current weights.
 
-    Returns ``(loss, logits)`` where the logits are those of the adversarial batch, so the
-    loop's ``train_acc`` is the robust training accuracy (as Madry et al. and Rice et al.
-    log it; the clean training accuracy would cost an extra forward pass per step).
+    Returns ``(loss, logits)`` where the logits are those of the adversarial batch
+    (``robust_logits``), so the loop logs ``train_robust_acc``, the robust training accuracy
+    (as Madry et al. and Rice et al. log it; the clean training accuracy would cost an extra
+    forward pass per step). The generator of the random starts travels in checkpoints
+    (:meth:`state_dict`), so a resumed run crafts the same examples.
     """
 
     def __init__(
@@ -35,23 +37,12 @@ class PGDAdversarialTraining:
         seed: int = 0,
         label_smoothing: float = 0.0,
     ) -> None:
-        check_attack_options(eps, norm, steps, alpha)
-        self.eps, self.norm, self.steps, self.alpha = float(eps), norm, steps, alpha
+        super().__init__(eps, norm, steps, alpha, seed)
         self.label_smoothing = label_smoothing
-        self.generator = torch.Generator().manual_seed(seed)
 
     def craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return perturb(
-            bare(model),
-            x,
-            lambda logits: ce_loss(logits, y),
-            self.eps,
-            self.norm,
-            self.steps,
-            self.alpha,
-            start="uniform",
-            generator=self.generator,
-        )
+        """PGD examples on the cross-entropy from a uniform random start."""
+        return self.perturb(model, x, lambda logits: ce_loss(logits, y), start="uniform")
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor

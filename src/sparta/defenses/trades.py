@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparta.defenses.craft import bare, check_attack_options, perturb
+from sparta.defenses.craft import AdversarialObjective
+from sparta.models.utils import bare, eval_mode
 from sparta.train.objectives import Objective, register_objective
 
 
@@ -31,7 +32,7 @@ def kl_per_example(clean_logits: torch.Tensor, adv_logits: torch.Tensor) -> torc
     return (p_log.exp() * (p_log - q_log)).sum(1)
 
 
-class TRADES:
+class TRADES(AdversarialObjective):
     """Objective: ``CE(f(x), y) + beta * KL(f(x) || f(x'))``; returns the clean logits."""
 
     def __init__(
@@ -44,33 +45,20 @@ class TRADES:
         seed: int = 0,
         **_: Any,
     ) -> None:
-        check_attack_options(eps, norm, steps, alpha)
+        super().__init__(eps, norm, steps, alpha, seed)
         if not beta >= 0:
             raise ValueError(f"beta={beta!r} is not allowed; expected a number >= 0")
-        self.eps, self.norm, self.steps, self.beta = float(eps), norm, steps, float(beta)
+        self.beta = float(beta)
         # the paper's step sizes are ~ eps / 4 (CIFAR: 0.007 for eps 0.031)
         self.alpha = alpha if alpha is not None else self.eps / 4
-        self.generator = torch.Generator().manual_seed(seed)
+
+    robust_logits = False  # the clean logits: the loop's train_acc is the clean accuracy
 
     def craft(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         net = bare(model)
-        with torch.no_grad():
-            training = [(m, m.training) for m in net.modules()]
-            net.eval()
+        with torch.no_grad(), eval_mode(net):
             clean = net(x).detach()
-            for m, mode in training:
-                m.training = mode
-        return perturb(
-            net,
-            x,
-            lambda logits: kl_per_example(clean, logits),
-            self.eps,
-            self.norm,
-            self.steps,
-            self.alpha,
-            start="normal",
-            generator=self.generator,
-        )
+        return self.perturb(net, x, lambda logits: kl_per_example(clean, logits), start="normal")
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sparta.checks import check_eps, check_int, check_norm
 from sparta.data import ImageDataset
 from sparta.train.callbacks import Callback
 
@@ -38,12 +39,9 @@ class RobustValidation(Callback):
         seed: int = 0,
         **attack_options: Any,
     ) -> None:
-        from sparta.attacks.base import check_eps, check_norm
-
         if len(data) == 0:
             raise ValueError("robust validation needs a non-empty validation split")
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps={steps!r} is not allowed; expected an integer >= 1")
+        check_int("steps", steps)
         self.eps, self.norm = check_eps(eps), check_norm(norm)
         self.data = data.take(n, seed=seed) if n and n < len(data) else data
         self.attack = (attack, {"steps": steps, **attack_options})

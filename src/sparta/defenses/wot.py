@@ -17,8 +17,9 @@ Huang et al. 2023, "Enhancing Adversarial Training via Reweighting Optimization 
   (momentum) is reset, and the trajectory starts again from the refined weights.
 
 Pruned weights stay pruned: an entry that is exactly zero in the current weights (masked)
-is kept at zero in the combination. Recorded weights live in memory only; after a resume
-the trajectory starts afresh (counters are in the checkpoint).
+is kept at zero in the combination. The recorded weights and the generator travel in the
+training checkpoints (:meth:`WOT.state_dict`), so a resumed run continues the same
+trajectory and ends with the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from sparta.attacks.base import ce_loss
 from sparta.data import ImageDataset
 from sparta.defenses.craft import check_attack_options, perturb
 from sparta.defenses.pgd_at import _pgd_at
+from sparta.models.utils import eval_mode, train_mode
 from sparta.train.callbacks import Callback
 from sparta.train.objectives import register_objective
 
@@ -54,6 +56,10 @@ def _groups(params: list[nn.Parameter], blocks: int) -> list[int]:
     sizes = torch.tensor([p.numel() for p in params], dtype=torch.float64)
     edges = sizes.cumsum(0) - sizes / 2  # the middle of each parameter
     return [min(int(e / sizes.sum() * blocks), blocks - 1) for e in edges]
+
+
+def _count(state: dict[str, Any], prefix: str) -> int:
+    return sum(1 for k in state if k.startswith(prefix))
 
 
 class WOT(Callback):
@@ -96,10 +102,19 @@ class WOT(Callback):
         self.points: list[list[torch.Tensor]] = []
         self.refinements = 0
         self.last_coeffs: list[float] = []
+        self._resumed = False
 
     # ------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: Trainer) -> None:
-        self.points = []
+        if not self._resumed:
+            self.points = []
+        else:  # a resumed fit continues the loaded trajectory, on the model's device
+            params = list(trainer.model.parameters())
+            self.points = [
+                [t.to(p.device, p.dtype) for t, p in zip(point, params, strict=True)]
+                for point in self.points
+            ]
+        self._resumed = False
 
     def after_step(self, trainer: Trainer) -> None:
         if trainer.step < self.start * trainer.total_steps or trainer.step % self.interval:
@@ -114,11 +129,28 @@ class WOT(Callback):
             metrics["wot_coef_mean"] = sum(self.last_coeffs) / len(self.last_coeffs)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"refinements": self.refinements, "last_coeffs": self.last_coeffs}
+        """Counters, the generator's state and the recorded points (``point.<j>.<i>``: the
+        i-th parameter at the j-th point), as tensors the checkpoint stores."""
+        state: dict[str, Any] = {
+            "refinements": self.refinements,
+            "last_coeffs": self.last_coeffs,
+            "n_points": len(self.points),
+            "generator": self.generator.get_state(),
+        }
+        for j, point in enumerate(self.points):
+            state.update({f"point.{j}.{i}": t for i, t in enumerate(point)})
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.refinements = state.get("refinements", 0)
         self.last_coeffs = list(state.get("last_coeffs", []))
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+        n = state.get("n_points", 0)
+        self.points = [
+            [state[f"point.{j}.{i}"] for i in range(_count(state, f"point.{j}."))] for j in range(n)
+        ]
+        self._resumed = True
 
     # ------------------------------------------------------------ the refinement
     def _batch(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,14 +196,10 @@ class WOT(Callback):
                 self.attack_steps,
                 generator=self.generator,
             )
-            with torch.enable_grad():
-                training = [(mod, mod.training) for mod in model.modules()]
-                model.eval()
+            with torch.enable_grad(), eval_mode(model):
                 grads = torch.autograd.grad(
                     F.cross_entropy(model(x_adv), y), [p for p in params if p.requires_grad]
                 )
-                for mod, mode in training:
-                    mod.training = mode
             grads_iter = iter(grads)
             g = torch.zeros_like(c)
             for i, p in enumerate(params):
@@ -198,19 +226,16 @@ class WOT(Callback):
         bns = [m for m in trainer.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if not bns or self.bn_batches < 1:
             return
-        saved = [(m, m.momentum, m.training) for m in bns]
-        modes = [(mod, mod.training) for mod in trainer.model.modules()]
+        momenta = [(m, m.momentum) for m in bns]
         for m in bns:
             m.reset_running_stats()
-            m.momentum = None
-        trainer.model.train()
+            m.momentum = None  # cumulative average over the batches below
         data = trainer.train_data
         bs = trainer.config.batch_size
         order = torch.randperm(len(data), generator=self.generator)
-        for b in range(min(self.bn_batches, math.ceil(len(data) / bs))):
-            idx = order[b * bs : (b + 1) * bs]
-            trainer.model(data.x[idx].to(trainer.device))
-        for m, momentum, _ in saved:
+        with train_mode(trainer.model):
+            for b in range(min(self.bn_batches, math.ceil(len(data) / bs))):
+                idx = order[b * bs : (b + 1) * bs]
+                trainer.model(data.x[idx].to(trainer.device))
+        for m, momentum in momenta:
             m.momentum = momentum
-        for mod, mode in modes:
-            mod.training = mode

@@ -9,19 +9,36 @@ counting helpers. Every model takes pixel-space inputs in [0, 1] and starts with
 """
 
 from sparta.models import convnet, lenet, mlp, resnet, vgg, vit, wrn  # noqa: F401  (register)
-from sparta.models.count import count_flops, count_nonzero, count_params
+from sparta.models.count import count_flops, count_nonzero, count_params, weight_sparsity
 from sparta.models.layers import Normalize
 from sparta.models.registry import create, entry, from_spec, names, register_model, spec_of
+from sparta.models.utils import (
+    bare,
+    device_of,
+    dtype_of,
+    eval_mode,
+    frozen,
+    input_shape_of,
+    train_mode,
+)
 
 __all__ = [
     "Normalize",
+    "bare",
     "count_flops",
     "count_nonzero",
     "count_params",
     "create",
+    "device_of",
+    "dtype_of",
     "entry",
+    "eval_mode",
     "from_spec",
+    "frozen",
+    "input_shape_of",
     "names",
     "register_model",
     "spec_of",
+    "train_mode",
+    "weight_sparsity",
 ]

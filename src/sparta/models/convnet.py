@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from torch import nn
 
 from sparta.data.base import DatasetInfo
-from sparta.models.layers import Normalize, check_input_shape, scaled
+from sparta.models.layers import (
+    Normalize,
+    check_input_shape,
+    conv_layers,
+    dataset_args,
+    fc_layers,
+)
 from sparta.models.registry import register_model
 
 CONV_CONFIGS: dict[str, list[int | str]] = {
@@ -35,38 +41,24 @@ class ConvNet(nn.Sequential):
         fc: Sequence[int] = (256, 256),
         width: float = 1.0,
     ) -> None:
-        c, h, w = check_input_shape(input_shape)
         layers: OrderedDict[str, nn.Module] = OrderedDict(normalize=Normalize(mean, std))
-        n_conv = n_pool = n_relu = 0
-        for item in config:
-            if item == "M":
-                if min(h, w) >= 2:
-                    n_pool += 1
-                    layers[f"pool{n_pool}"] = nn.MaxPool2d(2)
-                    h, w = h // 2, w // 2
-                continue
-            out = scaled(int(item), width)
-            n_conv += 1
-            n_relu += 1
-            layers[f"conv{n_conv}"] = nn.Conv2d(c, out, 3, padding=1)
-            layers[f"relu{n_relu}"] = nn.ReLU()
-            c = out
+        c, h, w, n_conv = conv_layers(
+            layers,
+            config,
+            check_input_shape(input_shape),
+            width,
+            lambda i, c_in, c_out: {
+                f"conv{i}": nn.Conv2d(c_in, c_out, 3, padding=1),
+                f"relu{i}": nn.ReLU(),
+            },
+        )
         layers["flatten"] = nn.Flatten()
-        fan_in = c * h * w
-        for i, units in enumerate(fc, start=1):
-            out = scaled(int(units), width)
-            n_relu += 1
-            layers[f"fc{i}"] = nn.Linear(fan_in, out)
-            layers[f"relu{n_relu}"] = nn.ReLU()
-            fan_in = out
-        layers[f"fc{len(fc) + 1}"] = nn.Linear(fan_in, num_classes)
+        fc_layers(layers, c * h * w, fc, num_classes, width, relu_offset=n_conv)
         super().__init__(layers)
 
 
 def _convnet(name: str, info: DatasetInfo, width: float) -> ConvNet:
-    return ConvNet(
-        CONV_CONFIGS[name], info.input_shape, info.num_classes, info.mean, info.std, width=width
-    )
+    return ConvNet(CONV_CONFIGS[name], *dataset_args(info), width=width)
 
 
 @register_model("conv2", family="convnet")

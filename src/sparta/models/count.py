@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparta.models.utils import device_of, dtype_of, eval_mode
+
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -34,6 +36,14 @@ def count_nonzero(model: nn.Module, weights_only: bool = False) -> int:
     else:
         tensors = list(model.parameters())
     return sum(int(torch.count_nonzero(t.detach())) for t in tensors)
+
+
+def weight_sparsity(model: nn.Module) -> float:
+    """Fraction of exactly-zero entries among the ``weight`` tensors of the linear and
+    convolution layers (the weights pruning acts on by default); 0.0 for a model without any.
+    """
+    total = sum(m.weight.numel() for m in model.modules() if _is_weight(m))
+    return 1.0 - count_nonzero(model, weights_only=True) / total if total else 0.0
 
 
 def _module_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int:
@@ -64,10 +74,7 @@ def count_flops(
         shape = (1, *shape)
     if len(shape) != 4 or min(shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) or (N, C, H, W), got {input_shape}")
-    ref = next(model.parameters(), None)
-    device = ref.device if ref is not None else torch.device("cpu")
-    if dtype is None:
-        dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
+    device, dtype = device_of(model), dtype or dtype_of(model)
     total = 0
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
@@ -78,14 +85,10 @@ def count_flops(
             total += int(extra(*inputs))
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
-    modes = {m: m.training for m in model.modules()}
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(torch.zeros(shape, device=device, dtype=dtype))
     finally:
         for h in handles:
             h.remove()
-        for m, mode in modes.items():
-            m.training = mode
     return int(total)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+
+from sparta.data.base import DatasetInfo
 
 
 class Normalize(nn.Module):
@@ -86,3 +89,73 @@ def check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape}")
     return shape  # type: ignore[return-value]
+
+
+def dataset_args(
+    info: DatasetInfo,
+) -> tuple[tuple[int, ...], int, tuple[float, ...], tuple[float, ...]]:
+    """``(input_shape, num_classes, mean, std)``: the leading arguments of every
+    architecture's constructor, read off a dataset's info (``Arch(*dataset_args(info), ...)``)."""
+    return tuple(info.input_shape), info.num_classes, tuple(info.mean), tuple(info.std)
+
+
+def conv_layers(
+    layers: OrderedDict[str, nn.Module],
+    config: Sequence[int | str],
+    shape: tuple[int, int, int],
+    width: float,
+    block: Callable[[int, int, int], dict[str, nn.Module]],
+) -> tuple[int, int, int, int]:
+    """Append to ``layers`` one ``block(i, in_channels, out_channels)`` (its named modules)
+    per channel count of ``config`` (scaled by ``width``) and a 2x2 max-pool ``pool{j}`` per
+    ``"M"``; a pool is skipped once the map is smaller than 2 pixels (tiny inputs).
+    Returns ``(channels, height, width, number of blocks)`` after the last layer."""
+    c, h, w = shape
+    n_conv = n_pool = 0
+    for item in config:
+        if item == "M":
+            if min(h, w) >= 2:
+                n_pool += 1
+                layers[f"pool{n_pool}"] = nn.MaxPool2d(2)
+                h, w = h // 2, w // 2
+            continue
+        out = scaled(int(item), width)
+        n_conv += 1
+        layers.update(block(n_conv, c, out))
+        c = out
+    return c, h, w, n_conv
+
+
+def fc_layers(
+    layers: OrderedDict[str, nn.Module],
+    fan_in: int,
+    hidden: Sequence[int],
+    num_classes: int,
+    width: float,
+    relu_offset: int = 0,
+) -> None:
+    """Append ``fc{i}`` (``hidden`` units scaled by ``width``) each followed by
+    ``relu{relu_offset + i}``, then the linear classifier ``fc{len(hidden) + 1}``."""
+    for i, units in enumerate(hidden, start=1):
+        out = scaled(int(units), width)
+        layers[f"fc{i}"] = nn.Linear(fan_in, out)
+        layers[f"relu{relu_offset + i}"] = nn.ReLU()
+        fan_in = out
+    layers[f"fc{len(hidden) + 1}"] = nn.Linear(fan_in, num_classes)
+
+
+def stage(
+    block: Callable[[int, int, int], nn.Module],
+    in_channels: int,
+    out_channels: int,
+    n: int,
+    stride: int,
+) -> nn.Sequential:
+    """``n`` residual blocks ``block(in, out, stride)``: the first one changes the channels
+    and the resolution (``stride``), the others keep them."""
+    return nn.Sequential(
+        *(
+            block(in_channels if b == 0 else out_channels, out_channels, stride if b == 0 else 1)
+            for b in range(n)
+        )
+    )

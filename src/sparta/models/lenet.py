@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from sparta.data.base import DatasetInfo
-from sparta.models.layers import Normalize, check_input_shape, conv_out, scaled
+from sparta.models.layers import Normalize, check_input_shape, conv_out, dataset_args, scaled
 from sparta.models.registry import register_model
 
 
@@ -58,4 +58,4 @@ class LeNet5(nn.Sequential):
 @register_model("lenet5", family="lenet")
 def lenet5(info: DatasetInfo, width: float = 1.0) -> LeNet5:
     """LeNet-5: two 5x5 conv/pool stages (6, 16 maps), then 120 -> 84 -> classes."""
-    return LeNet5(info.input_shape, info.num_classes, info.mean, info.std, width)
+    return LeNet5(*dataset_args(info), width)

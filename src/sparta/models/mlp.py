@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from sparta.data.base import DatasetInfo
-from sparta.models.layers import Normalize, check_input_shape, scaled
+from sparta.models.layers import Normalize, check_input_shape, dataset_args, fc_layers
 from sparta.models.registry import register_model
 
 
@@ -31,17 +31,11 @@ class MLP(nn.Sequential):
         layers: OrderedDict[str, nn.Module] = OrderedDict(
             normalize=Normalize(mean, std), flatten=nn.Flatten()
         )
-        fan_in = c * h * w
-        for i, units in enumerate(hidden, start=1):
-            out = scaled(int(units), width)
-            layers[f"fc{i}"] = nn.Linear(fan_in, out)
-            layers[f"relu{i}"] = nn.ReLU()
-            fan_in = out
-        layers[f"fc{len(hidden) + 1}"] = nn.Linear(fan_in, num_classes)
+        fc_layers(layers, c * h * w, hidden, num_classes, width)
         super().__init__(layers)
 
 
 @register_model("lenet300", aliases=("mlp", "lenet300-100"), family="mlp")
 def lenet300(info: DatasetInfo, width: float = 1.0, hidden: Sequence[int] = (300, 100)) -> MLP:
     """LeNet-300-100 (LeCun et al. 1998): flatten, 300 and 100 ReLU units, linear output."""
-    return MLP(info.input_shape, info.num_classes, info.mean, info.std, hidden, width)
+    return MLP(*dataset_args(info), hidden, width)

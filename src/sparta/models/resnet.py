@@ -14,8 +14,10 @@ from sparta.models.layers import (
     check_input_shape,
     conv1x1,
     conv3x3,
+    dataset_args,
     init_conv_bn,
     scaled,
+    stage,
 )
 from sparta.models.registry import register_model
 
@@ -74,16 +76,10 @@ class ResNet(nn.Module):
         self.conv1 = conv3x3(c, channels)
         self.bn1 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU()
-        for i, (stage, n) in enumerate(zip(stages, blocks, strict=True), start=1):
-            out = scaled(stage, width)
+        for i, (planes, n) in enumerate(zip(stages, blocks, strict=True), start=1):
+            out = scaled(planes, width)
             stride = 1 if i == 1 else 2
-            layer = nn.Sequential(
-                *(
-                    BasicBlock(channels if b == 0 else out, out, stride if b == 0 else 1)
-                    for b in range(n)
-                )
-            )
-            self.add_module(f"layer{i}", layer)
+            self.add_module(f"layer{i}", stage(BasicBlock, channels, out, n, stride))
             channels = out
         self.num_stages = len(stages)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -101,28 +97,11 @@ class ResNet(nn.Module):
 @register_model("resnet20", family="resnet")
 def resnet20(info: DatasetInfo, width: float = 1.0) -> ResNet:
     """ResNet-20 for CIFAR: stages of 16/32/64 channels, 3 basic blocks each."""
-    return ResNet(
-        info.input_shape,
-        info.num_classes,
-        info.mean,
-        info.std,
-        stem=16,
-        stages=(16, 32, 64),
-        blocks=(3, 3, 3),
-        width=width,
-    )
+    return ResNet(*dataset_args(info), stem=16, stages=(16, 32, 64), blocks=(3, 3, 3), width=width)
 
 
 @register_model("resnet18", family="resnet")
 def resnet18(info: DatasetInfo, width: float = 1.0) -> ResNet:
     """ResNet-18, CIFAR-style: 3x3 stem, no max-pool, stages 64/128/256/512 of 2 blocks."""
-    return ResNet(
-        info.input_shape,
-        info.num_classes,
-        info.mean,
-        info.std,
-        stem=64,
-        stages=(64, 128, 256, 512),
-        blocks=(2, 2, 2, 2),
-        width=width,
-    )
+    stages, blocks = (64, 128, 256, 512), (2, 2, 2, 2)
+    return ResNet(*dataset_args(info), stem=64, stages=stages, blocks=blocks, width=width)

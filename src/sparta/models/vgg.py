@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from torch import nn
 
 from sparta.data.base import DatasetInfo
-from sparta.models.layers import Normalize, check_input_shape, conv3x3, init_conv_bn, scaled
+from sparta.models.layers import (
+    Normalize,
+    check_input_shape,
+    conv3x3,
+    conv_layers,
+    dataset_args,
+    init_conv_bn,
+)
 from sparta.models.registry import register_model
 
 VGG_CONFIGS: dict[str, list[int | str]] = {
@@ -35,22 +42,18 @@ class VGG(nn.Sequential):
         std: Sequence[float],
         width: float = 1.0,
     ) -> None:
-        c, h, w = check_input_shape(input_shape)
         layers: OrderedDict[str, nn.Module] = OrderedDict(normalize=Normalize(mean, std))
-        n_conv = n_pool = 0
-        for item in config:
-            if item == "M":
-                if min(h, w) >= 2:
-                    n_pool += 1
-                    layers[f"pool{n_pool}"] = nn.MaxPool2d(2)
-                    h, w = h // 2, w // 2
-                continue
-            out = scaled(int(item), width)
-            n_conv += 1
-            layers[f"conv{n_conv}"] = conv3x3(c, out)
-            layers[f"bn{n_conv}"] = nn.BatchNorm2d(out)
-            layers[f"relu{n_conv}"] = nn.ReLU()
-            c = out
+        c, _, _, _ = conv_layers(
+            layers,
+            config,
+            check_input_shape(input_shape),
+            width,
+            lambda i, c_in, c_out: {
+                f"conv{i}": conv3x3(c_in, c_out),
+                f"bn{i}": nn.BatchNorm2d(c_out),
+                f"relu{i}": nn.ReLU(),
+            },
+        )
         layers["avgpool"] = nn.AdaptiveAvgPool2d(1)
         layers["flatten"] = nn.Flatten()
         layers["fc"] = nn.Linear(c, num_classes)
@@ -61,10 +64,10 @@ class VGG(nn.Sequential):
 @register_model("vgg11", aliases=("vgg11-bn",), family="vgg")
 def vgg11(info: DatasetInfo, width: float = 1.0) -> VGG:
     """VGG-11 with BatchNorm, CIFAR-style (global pooling, one linear classifier)."""
-    return VGG(VGG_CONFIGS["vgg11"], info.input_shape, info.num_classes, info.mean, info.std, width)
+    return VGG(VGG_CONFIGS["vgg11"], *dataset_args(info), width)
 
 
 @register_model("vgg16", aliases=("vgg16-bn",), family="vgg")
 def vgg16(info: DatasetInfo, width: float = 1.0) -> VGG:
     """VGG-16 with BatchNorm, CIFAR-style (global pooling, one linear classifier)."""
-    return VGG(VGG_CONFIGS["vgg16"], info.input_shape, info.num_classes, info.mean, info.std, width)
+    return VGG(VGG_CONFIGS["vgg16"], *dataset_args(info), width)

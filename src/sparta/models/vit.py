@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from sparta.data.base import DatasetInfo
-from sparta.models.layers import Normalize, check_input_shape
+from sparta.models.layers import Normalize, check_input_shape, dataset_args
 from sparta.models.registry import register_model
 
 
@@ -153,10 +153,7 @@ def vit_tiny(
     heads = int(heads)
     dim = max(heads, round(64 * width / heads) * heads)
     return VisionTransformer(
-        info.input_shape,
-        info.num_classes,
-        info.mean,
-        info.std,
+        *dataset_args(info),
         dim=dim,
         depth=int(depth),
         heads=heads,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -13,8 +14,10 @@ from sparta.models.layers import (
     check_input_shape,
     conv1x1,
     conv3x3,
+    dataset_args,
     init_conv_bn,
     scaled,
+    stage,
 )
 from sparta.models.registry import register_model
 
@@ -79,11 +82,8 @@ class WideResNet(nn.Module):
         for i, base in enumerate((16, 32, 64), start=1):
             out = scaled(base * widen, width)
             stride = 1 if i == 1 else 2
-            blocks = [
-                WideBlock(channels if b == 0 else out, out, stride if b == 0 else 1, dropout)
-                for b in range(n)
-            ]
-            self.add_module(f"layer{i}", nn.Sequential(*blocks))
+            block = functools.partial(WideBlock, dropout=dropout)
+            self.add_module(f"layer{i}", stage(block, channels, out, n, stride))
             channels = out
         self.bn = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU()
@@ -102,13 +102,4 @@ class WideResNet(nn.Module):
 @register_model("wrn16-4", family="wrn")
 def wrn16_4(info: DatasetInfo, width: float = 1.0, dropout: float = 0.0) -> WideResNet:
     """WRN-16-4: wide ResNet of depth 16 and widening factor 4, pre-activation blocks."""
-    return WideResNet(
-        info.input_shape,
-        info.num_classes,
-        info.mean,
-        info.std,
-        depth=16,
-        widen=4,
-        dropout=float(dropout),
-        width=width,
-    )
+    return WideResNet(*dataset_args(info), depth=16, widen=4, dropout=float(dropout), width=width)

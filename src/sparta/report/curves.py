@@ -22,7 +22,8 @@ def plot_learning_curves(run_dir: str | os.PathLike, out: str | None = None) -> 
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for key, ax in (("loss", ax_loss), ("acc", ax_acc)):
-        for split, style in (("train", "-o"), ("val", "-s")):
+        splits = (("train", "-o"), ("val", "-s"), ("train_robust", "-^"), ("val_robust", "-v"))
+        for split, style in splits:
             values = [r.get(f"{split}_{key}") for r in rows]
             if all(v is not None for v in values):
                 ax.plot(epochs, values, style, label=split, markersize=3)

@@ -34,6 +34,8 @@ class Callback:
     def on_fit_end(self, trainer: Trainer) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs: JSON values, and tensors as top-level values (the
+        checkpoint stores those in its safetensors file and hands them back on load)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...

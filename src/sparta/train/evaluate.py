@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sparta.data import ImageDataset, iterate
+from sparta.models.utils import device_of, eval_mode, frozen
 
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block and restore each module's previous mode."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and no parameter gradients for the block (attacks, bounds, trigger search
-    optimise inputs, not weights); restores every module's mode and every flag afterwards."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    with eval_mode(model):
-        for p, _ in flags:
-            p.requires_grad_(False)
-        try:
-            yield model
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
+__all__ = ["eval_mode", "evaluate", "frozen", "predict"]  # eval_mode, frozen: from models
 
 
 @torch.no_grad()
@@ -49,7 +22,7 @@ def evaluate(
     """``{"loss", "acc", "n"}`` of ``model`` on ``data`` (mean cross-entropy, accuracy)."""
     if len(data) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
-    device = device or next(model.parameters()).device
+    device = device or device_of(model)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     with eval_mode(model):
@@ -65,7 +38,7 @@ def evaluate(
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in eval mode, batched."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     with eval_mode(model):
         return torch.cat(
             [model(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)]

@@ -122,6 +122,14 @@ class Trainer:
             fwd = DistributedDataParallel(fwd, device_ids=ids)
         return fwd
 
+    @property
+    def train_acc_key(self) -> str:
+        """``train_robust_acc`` when the objective's logits are at adversarial inputs
+        (``objective.robust_logits``), else ``train_acc``."""
+        return (
+            "train_robust_acc" if getattr(self.objective, "robust_logits", False) else "train_acc"
+        )
+
     # ---------------------------------------------------------------- the loop
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train until ``config.epochs`` (or a callback stops it); return the epoch metrics.
@@ -190,7 +198,9 @@ class Trainer:
             "step": self.step,
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": float(loss_sum) / max(seen, 1),
-            "train_acc": int(correct) / max(seen, 1),
+            # objectives whose logits are those of adversarial inputs (PGD-AT, Fast-AT) say
+            # so with ``robust_logits``: their accuracy is the robust training accuracy
+            self.train_acc_key: int(correct) / max(seen, 1),
             "epoch_time_s": time.perf_counter() - start,
         }
 
@@ -270,7 +280,11 @@ class Trainer:
             "config": self.config.to_dict(),
             "optimizer": {"param_groups": opt["param_groups"], "state": opt_meta},
             "scaler": self.scaler.state_dict(),
-            "callbacks": {cb.name: cb.state_dict() for cb in self.callbacks},
+            "callbacks": {
+                cb.name: _split_state(cb.state_dict(), f"cb.{cb.name}.", tensors)
+                for cb in self.callbacks
+            },
+            "objective": _split_state(_state_of(self.objective), "cb.objective.", tensors),
             "history": self.history,
         }
         assert self.run is not None
@@ -308,10 +322,45 @@ class Trainer:
             self.scaler.load_state_dict(meta["scaler"])
         for cb in self.callbacks:
             if cb.name in meta["callbacks"]:
-                cb.load_state_dict(meta["callbacks"][cb.name])
+                cb.load_state_dict(
+                    _join_state(meta["callbacks"][cb.name], f"cb.{cb.name}.", tensors)
+                )
+        load = getattr(self.objective, "load_state_dict", None)
+        if meta.get("objective") and callable(load):
+            load(_join_state(meta["objective"], "cb.objective.", tensors))
         self.epoch, self.step = meta["epoch"], meta["step"]
         self.history = list(meta.get("history", []))
         if self.is_main:
             self.run.truncate_metrics(lambda r: r.get("epoch", 0) <= self.epoch)
         log.info("resumed %s at epoch %d (step %d)", self.run.path, self.epoch, self.step)
         return True
+
+
+def _state_of(obj: Any) -> dict[str, Any]:
+    """``obj.state_dict()`` when it has one (a stateful objective), else ``{}``."""
+    get = getattr(obj, "state_dict", None)
+    return get() if callable(get) else {}
+
+
+def _split_state(
+    state: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    """Move the tensor values of a callback's (or objective's) state into the checkpoint's
+    ``tensors`` under ``prefix + key``; return the JSON part, listing the moved keys."""
+    moved = [k for k, v in state.items() if isinstance(v, torch.Tensor)]
+    for k in moved:
+        tensors[prefix + k] = state[k]
+    rest = {k: v for k, v in state.items() if k not in moved}
+    return {**rest, "__tensors__": moved} if moved else rest
+
+
+def _join_state(
+    state: dict[str, Any], prefix: str, tensors: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    """Inverse of :func:`_split_state`: the JSON part with its tensors put back."""
+    moved = state.get("__tensors__", [])
+    missing = [k for k in moved if prefix + k not in tensors]
+    if missing:
+        raise ValueError(f"checkpoint lacks the state tensor {prefix + missing[0]!r}")
+    out = {k: v for k, v in state.items() if k != "__tensors__"}
+    return {**out, **{k: tensors[prefix + k] for k in moved}}

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from sparta.data import ImageDataset
+from sparta.models.count import weight_sparsity
 from sparta.runs import Run
 from sparta.train import TrainConfig, Trainer
 from sparta.unlearn.methods import get_method, run_method
@@ -56,17 +57,6 @@ def check_dataset(model: nn.Module, data: ImageDataset) -> None:
             f"the checkpoint was trained on {name} (inputs {shape}, {classes} classes), not "
             f"on the requested dataset {data.name}; use --dataset {name} or another checkpoint"
         )
-
-
-def sparsity_of(model: nn.Module) -> float:
-    """Share of exactly-zero entries among masked parameters (0 when none is masked)."""
-    from sparta.sparsity.masks import named_masks
-
-    total = zeros = 0
-    for _, p, _ in named_masks(model):
-        total += p.numel()
-        zeros += p.numel() - int(torch.count_nonzero(p.detach()))
-    return zeros / total if total else 0.0
 
 
 def prune_model(
@@ -163,7 +153,7 @@ def run(
         "method": get_method(method).name,
         "forget": str(setting.spec),
         "prune": float(prune),
-        "sparsity": sparsity_of(work),
+        "sparsity": weight_sparsity(work),
         "n_forget": len(setting.forget_pos),
         "n_retain": len(setting.retain_pos),
         "n_test": len(setting.test),
