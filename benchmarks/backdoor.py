@@ -43,8 +43,9 @@ from typing import Any
 
 import torch
 
-from sparta.backdoor import DetectOptions, asr, detect, poison, remove
+from sparta.backdoor import DetectOptions, asr, detect, poison
 from sparta.backdoor.metrics import backdoor_metrics, clean_accuracy
+from sparta.experiments.backdoor_removal import remove
 from sparta.train import TrainConfig, load_splits, train
 from sparta.unlearn import UnlearnOptions
 

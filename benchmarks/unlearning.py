@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sparta.unlearn.bench import format_markdown, write_table
 
 import sparta
 from sparta import data as sdata
 from sparta import models
 from sparta.train import TrainConfig, Trainer, evaluate
 from sparta.unlearn import UnlearnOptions, bench, make_setting, method_names
-from sparta.unlearn.bench import format_markdown, write_table
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN = dict(epochs=20, lr=0.05, batch_size=128, weight_decay=5e-4, schedule="cosine")

@@ -1,7 +1,6 @@
 """Unlearning methods: registry, frozen weights bit-identical, SalUn's mask, GA, pruning."""
 
 import copy
-import dataclasses
 
 import pytest
 import torch
@@ -9,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta import models
-from sparta.sparsity.masks import masks_of
 from sparta.train import TrainConfig, Trainer, evaluate
 from sparta.unlearn import UnlearnOptions, get_method, make_setting, method_names, run
 from sparta.unlearn.methods.l1_sparse import l1_weight
@@ -108,27 +106,6 @@ def test_ga_raises_forget_loss(trained):
     assert evaluate(res.model, s.forget)["loss"] > 2 * before
 
 
-@pytest.mark.parametrize(
-    "method,finetune",
-    [("retrain", 0), ("ft", 0), ("ga", 0), ("rl", 0), ("l1_sparse", 0), ("salun", 0), ("ft", 1)],
-)
-def test_pruning_first_keeps_sparsity_through_unlearning(trained, method, finetune):
-    model, train, test, cfg = trained
-    original = {k: v.clone() for k, v in model.state_dict().items()}
-    opts = dataclasses.replace(QUICK, prune_finetune=finetune)
-    res = run(model, train, test, method, "class:2", prune=0.9, options=opts, train_config=cfg)
-    masks = masks_of(res.model)
-    assert masks and not masks_of(model)  # the caller's model is untouched
-    for name, p in res.model.named_parameters():
-        if name in masks:
-            assert not p.detach()[~masks[name]].any(), name
-    kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-    assert kept == pytest.approx(0.1, abs=1e-3)
-    assert res.details["sparsity"] >= 0.9 - 1e-3
-    assert set(res.summary) == {"ua", "ra", "ta", "mia_efficacy", "rte_s"}
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())
-
-
 def test_retrain_is_fresh_and_reference_gives_gap(trained):
     model, train, test, cfg = trained
     s = make_setting(train, test, "class:1")
@@ -141,12 +118,10 @@ def test_retrain_is_fresh_and_reference_gives_gap(trained):
     assert res.summary["avg_gap"] == pytest.approx(gap)
 
 
-def test_dataset_mismatch_and_bad_prune(trained):
+def test_dataset_mismatch_and_bad_options(trained):
     model, train, test, cfg = trained
     other, other_test = tiny_data(classes=5)
     with pytest.raises(ValueError, match="trained on synthetic .* 4 classes"):
         run(model, other, other_test, "ft", options=QUICK)
-    with pytest.raises(ValueError, match="prune=1.0 is not allowed"):
-        run(model, train, test, "ft", prune=1.0, options=QUICK)
     with pytest.raises(ValueError, match="saliency=0 is not allowed"):
         UnlearnOptions(saliency=0)

@@ -1,5 +1,6 @@
 """Backdoors: BadNets and blended poisoning, attack success rate, Trojan-ticket detection by
-pruning (arXiv 2205.11819), data-free trigger recovery, and removal by unlearning.
+pruning (arXiv 2205.11819) and data-free trigger recovery. Removal by unlearning is the
+recipe ``sparta.experiments.backdoor_removal.remove``.
 
     poisoned = sparta.backdoor.poison(train, "badnets:ratio=0.05,target=0")
     sparta.backdoor.asr(model, test, poisoned.trigger, target=0)
@@ -25,7 +26,6 @@ from sparta.backdoor.recover import (
     anomaly_index,
     recover,
 )
-from sparta.backdoor.remove import RemovalResult, remove
 
 __all__ = [
     "BlendTrigger",
@@ -37,7 +37,6 @@ __all__ = [
     "RecoverOptions",
     "RecoveredTrigger",
     "RecoveryResult",
-    "RemovalResult",
     "anomaly_index",
     "asr",
     "backdoor_metrics",
@@ -47,7 +46,6 @@ __all__ = [
     "parse_poison",
     "poison",
     "recover",
-    "remove",
     "stamp",
     "trojan_score",
 ]

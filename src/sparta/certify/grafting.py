@@ -222,9 +222,9 @@ def graft(
 
 
 def _relu_shapes_from_spec(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    from sparta.sparsity.groups import input_shape_of
+    from sparta.models import spec_of
 
-    return _relu_shapes(model, torch.zeros(1, *input_shape_of(model)))
+    return _relu_shapes(model, torch.zeros(1, *spec_of(model)["dataset"]["input_shape"]))
 
 
 def grafted_units(model: nn.Module) -> dict[str, GraftedReLU]:

@@ -23,7 +23,7 @@ from sparta.unlearn.settings import Setting
 def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
     """The same architecture freshly initialised from ``seed``, keeping any masks."""
     from sparta.models import from_spec, spec_of
-    from sparta.sparsity.masks import attach, masks_of
+    from sparta.train.masks import attach, masks_of
 
     torch.manual_seed(seed)
     try:
