@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -60,16 +59,7 @@ def prune_model(
     if opts.prune_finetune > 0:
         if train is None:
             raise ValueError("prune_finetune needs the training set")
-        cfg = dataclasses.replace(
-            train_config or TrainConfig(),
-            epochs=opts.prune_finetune,
-            seed=opts.seed,
-            device=opts.device,
-            val_fraction=0.0,
-            best_metric="",
-            early_stop=0,
-            tensorboard=False,
-        )
+        cfg = opts.recipe(train_config or TrainConfig(), opts.prune_finetune)
         Trainer(model, train, cfg, callbacks=[MaskCallback()], device=opts.device, quiet=True).fit()
 
 
@@ -82,14 +72,14 @@ def prune_then_unlearn(
     prune: float = 0.0,
     options: UnlearnOptions | Mapping[str, Any] | None = None,
     train_config: TrainConfig | None = None,
-    reference: Mapping[str, float] | None = None,
     setting: Setting | None = None,
-    quiet: bool = True,
+    **kwargs: Any,
 ) -> UnlearnResult:
-    """:func:`sparta.unlearn.run` on a copy of ``model`` first pruned by magnitude to
-    ``prune`` (see :func:`prune_model`; 0: not pruned); its masks are kept through
-    unlearning. ``details["prune"]`` records ``prune``. The caller's model is never
-    modified; RTE counts the method's own work, not pruning or evaluation."""
+    """:func:`sparta.unlearn.run` (same arguments; ``reference`` and ``quiet`` pass through)
+    on a copy of ``model`` first pruned by magnitude to ``prune`` (see :func:`prune_model`;
+    0: not pruned); its masks are kept through unlearning. ``details["prune"]`` records
+    ``prune``. The caller's model is never modified; RTE counts the method's own work, not
+    pruning or evaluation."""
     opts = options if isinstance(options, UnlearnOptions) else UnlearnOptions(**(options or {}))
     get_method(method)
     check_prune(prune)
@@ -100,9 +90,8 @@ def prune_then_unlearn(
         model = copy.deepcopy(model).to(opts.device)
         prune_model(model, prune, opts, train, base)
     result = unlearn(
-        model, train, test, method, options=opts, train_config=base,
-        reference=reference, setting=setting, quiet=quiet,
-    )  # fmt: skip
+        model, train, test, method, options=opts, train_config=base, setting=setting, **kwargs
+    )
     result.details["prune"] = float(prune)
     return result
 

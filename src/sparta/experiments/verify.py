@@ -30,40 +30,13 @@ def pgd_falsifier(steps: int = 20) -> Falsifier | None:
     return falsify
 
 
-def verify(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    method: str = "bab",
-    timeout: float = 60.0,
-    norm: str = "linf",
-    max_branches: int = 100_000,
-    pgd_steps: int = 20,
-    batch: int = 64,
-) -> VerifyResult:
-    """:func:`sparta.certify.verify.verify` with ``pgd_steps`` of PGD as the falsifier."""
-    return certify_verify(
-        model, x, y, eps, method, timeout, norm, max_branches,
-        falsifier=pgd_falsifier(pgd_steps), batch=batch,
-    )  # fmt: skip
+def verify(*args: Any, pgd_steps: int = 20, **kwargs: Any) -> VerifyResult:
+    """:func:`sparta.certify.verify.verify` (same arguments) with ``pgd_steps`` of PGD as the
+    falsifier (0: none)."""
+    return certify_verify(*args, falsifier=pgd_falsifier(pgd_steps), **kwargs)
 
 
-def verified_accuracy(
-    model: nn.Module,
-    data: Any,
-    eps: float,
-    method: str = "crown",
-    timeout: float = 60.0,
-    n: int | None = None,
-    norm: str = "linf",
-    batch_size: int = 100,
-    seed: int = 0,
-    pgd_steps: int = 20,
-    **options: Any,
-) -> dict[str, Any]:
-    """:func:`sparta.certify.verify.verified_accuracy` with PGD as the falsifier."""
-    return certify_verified_accuracy(
-        model, data, eps, method, timeout, n, norm, batch_size, seed,
-        falsifier=pgd_falsifier(pgd_steps), **options,
-    )  # fmt: skip
+def verified_accuracy(*args: Any, pgd_steps: int = 20, **kwargs: Any) -> dict[str, Any]:
+    """:func:`sparta.certify.verify.verified_accuracy` (same arguments) with ``pgd_steps`` of
+    PGD as the falsifier (0: none)."""
+    return certify_verified_accuracy(*args, falsifier=pgd_falsifier(pgd_steps), **kwargs)
