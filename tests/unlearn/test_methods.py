@@ -97,6 +97,26 @@ def test_salun_changes_only_salient_weights(trained):
     assert changed > 0.25 * n_all
 
 
+def test_saliency_mask_by_hand_ties_in_parameter_order_pruned_never_salient(monkeypatch):
+    from sparta.train.masks import attach
+    from sparta.unlearn.methods import salun
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))  # 6 + 2 + 2 + 1 = 11 entries
+    attach(model, {"0.weight": torch.tensor([[True, True, False], [True, True, True]])})
+    scores = {
+        "0.weight": torch.tensor([[3.0, 1.0, 9.0], [1.0, 0.0, 2.0]]),  # 9.0 is pruned
+        "0.bias": torch.tensor([1.0, 5.0]),
+        "1.weight": torch.tensor([[1.0, 0.5]]),
+        "1.bias": torch.tensor([4.0]),
+    }
+    monkeypatch.setattr(salun, "saliency_scores", lambda m, f, b: dict(scores))
+    masks = saliency_masks(model, None, 0.5)  # 10 live entries: the top 5
+    # 5.0, 4.0, 3.0, 2.0, then one of the four 1.0s: the first in parameter order
+    assert masks["0.weight"].tolist() == [[True, True, False], [False, False, True]]
+    assert masks["0.bias"].tolist() == [False, True]
+    assert masks["1.weight"].tolist() == [[False, False]] and masks["1.bias"].tolist() == [True]
+
+
 def test_ga_raises_forget_loss(trained):
     model, train, test, cfg = trained
     s = make_setting(train, test, "random:0.1")

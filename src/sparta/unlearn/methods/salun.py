@@ -71,7 +71,9 @@ def saliency_masks(
             scores[name] = torch.where(mask, scores[name], torch.full_like(scores[name], -1.0))
             live -= int((~mask).sum())
     # the global top share, ties in parameter order (a stable sort keeps equal scores in place)
-    k = int(round(saliency * live))
+    # k as the density 1 - sparsity of the whole model (float for float as before this
+    # selection moved here, so the masks stay bit-identical)
+    k = int(round(total * (1.0 - (1.0 - saliency * live / total))))
     flat = torch.cat([s.detach().flatten().float().cpu() for s in scores.values()])
     keep = torch.zeros(total, dtype=torch.bool)
     keep[torch.sort(flat, descending=True, stable=True).indices[:k]] = True
