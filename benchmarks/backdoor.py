@@ -43,8 +43,9 @@ from typing import Any
 
 import torch
 
-from sparta.backdoor import asr, poison, remove
+from sparta.backdoor import asr, poison
 from sparta.backdoor.metrics import backdoor_metrics, clean_accuracy
+from sparta.experiments.backdoor_removal import remove
 from sparta.experiments.trojan import DetectOptions, detect
 from sparta.train import TrainConfig, load_splits, train
 from sparta.unlearn import UnlearnOptions

@@ -7,7 +7,7 @@ each sparsity (50/70/90%) and pruning method a one-shot prune and a short fine-t
   sparsity is the fraction of weights removed);
 * ``l1-neuron``: structured, the neurons with the smallest incoming-weight L1 norm;
 * ``stability``: structured, the most unstable neurons at eps (IBP bounds on ``--n-score``
-  training images, :func:`sparta.certify.stability.prune_unstable`).
+  training images, :func:`sparta.experiments.stability.prune_unstable`).
 
 For the two neuron methods the sparsity is the fraction of hidden neurons removed (the table
 also lists the resulting weight sparsity). Every model (dense included) is measured on the
@@ -45,8 +45,9 @@ from torch import nn
 
 from sparta import data as sdata
 from sparta import models
-from sparta.certify import verified_accuracy
-from sparta.certify.stability import count_unstable, finetune, prune_unstable
+from sparta.certify.stability import count_unstable
+from sparta.experiments.stability import finetune, prune_unstable
+from sparta.experiments.verify import verified_accuracy
 from sparta.sparsity import prune
 from sparta.sparsity.handle import SparsityHandle
 from sparta.train import TrainConfig, evaluate, load_splits

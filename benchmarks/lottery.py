@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from sparta.report import plot_run
 from sparta.sparsity.lottery import lottery
 from sparta.train import TrainConfig
 
@@ -110,6 +111,7 @@ def run_one(model: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"lottery_{model}.json").write_text(json.dumps(row, indent=2) + "\n")
+    plot_run(res.run.path)  # levels.md and levels.png in the run folder
     print(res.run.file("levels.md").read_text(), end="")
     print(f"{model}: {row['checks']} in {row['time_s']:.0f} s\n")
     return row

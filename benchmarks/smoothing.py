@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from sparta import models
-from sparta.certify.smoothing import GaussianAugmentation, certify_examples, plot_certified_curve
+from sparta.certify.smoothing import GaussianAugmentation, certify_examples
+from sparta.report.certify import plot_certified_curve
 from sparta.train import TrainConfig, Trainer, evaluate, load_splits
 
 RESULTS = Path(__file__).parent / "results"

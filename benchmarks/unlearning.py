@@ -39,9 +39,10 @@ import torch
 import sparta
 from sparta import data as sdata
 from sparta import models
+from sparta.experiments.prune_unlearn import unlearn_bench
+from sparta.report.unlearn import format_markdown, write_table
 from sparta.train import TrainConfig, Trainer, evaluate
-from sparta.unlearn import UnlearnOptions, bench, make_setting, method_names
-from sparta.unlearn.bench import format_markdown, write_table
+from sparta.unlearn import UnlearnOptions, make_setting, method_names
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN = dict(epochs=20, lr=0.05, batch_size=128, weight_decay=5e-4, schedule="cosine")
@@ -118,8 +119,8 @@ def main() -> None:
     for spec in args.settings:
         t0 = time.perf_counter()
         setting = make_setting(train, test, spec, seed=args.seed)
-        rows = bench(model, train, test, methods=args.methods, prune=args.prune, options=opts,
-                     train_config=cfg, setting=setting)  # fmt: skip
+        rows = unlearn_bench(model, train, test, methods=args.methods, prune=args.prune,
+                             options=opts, train_config=cfg, setting=setting)  # fmt: skip
         tag = spec.replace(":", "").replace(",", "-").replace(".", "")
         folder = args.results / "runs" / f"unlearning-{tag}"
         write_table(rows, folder)

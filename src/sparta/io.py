@@ -181,11 +181,11 @@ def restore_model(model: nn.Module, tensors: dict[str, torch.Tensor], meta: dict
 
 
 def _import_restorer(key: str) -> None:
-    """Import the package that handles an extra (e.g. ``masks`` -> ``sparta.sparsity``)."""
+    """Import the package that handles an extra (e.g. ``masks`` -> ``sparta.train.masks``)."""
     import importlib
 
     owners = {
-        "masks": "sparta.sparsity",
+        "masks": "sparta.train.masks",
         "shapes": "sparta.sparsity.export",
         "sparse": "sparta.sparsity.export",
     }

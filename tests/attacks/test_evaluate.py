@@ -13,10 +13,10 @@ from sparta.attacks.base import Attack, AttackResult, names, register_attack
 from sparta.attacks.evaluate import (
     RobustReport,
     evaluate,
-    plot_robust_curve,
     resolve_attacks,
     robust_curve,
 )
+from sparta.report.attacks import plot_robust_curve  # the plot is report's, on real reports
 
 
 # ---------------------------------------------------------------- stubs

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from sparta.certify import bounds, verified_accuracy, verify
+from sparta.experiments.verify import pgd_falsifier
 
 from .helpers import small_model
 
@@ -34,7 +35,7 @@ def grid_min_margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
 @pytest.mark.parametrize("seed", [4, 8, 21, 23, 41])
 def test_bab_agrees_with_exhaustive_grid(seed):
     model, x, y = tiny_net(seed)
-    res = verify(model, x, y, EPS, method="bab", timeout=20, pgd_steps=0)
+    res = verify(model, x, y, EPS, method="bab", timeout=20)
     truth = grid_min_margin(model, x, y, EPS)
     status = res.status[0]
     if status == "verified":
@@ -51,7 +52,7 @@ def test_bab_agrees_with_exhaustive_grid(seed):
 
 def test_unknown_at_branch_limit():
     model, x, y = tiny_net(23)
-    res = verify(model, x, y, EPS, method="bab", timeout=20, max_branches=2, pgd_steps=0)
+    res = verify(model, x, y, EPS, method="bab", timeout=20, max_branches=2)
     assert res.status == ["unknown"] and int(res.branches[0]) == 2
 
 
@@ -62,7 +63,8 @@ def test_falsified_counterexamples_are_in_the_ball_and_misclassified(pgd_steps):
     with torch.no_grad():
         y = model(x).argmax(1)
     y[:2] = (y[:2] + 1) % 4  # two clean mistakes
-    res = verify(model, x, y, eps, method="bab", timeout=0.5, pgd_steps=pgd_steps)
+    falsifier = pgd_falsifier(pgd_steps)  # None at 0 steps: no falsifier
+    res = verify(model, x, y, eps, method="bab", timeout=0.5, falsifier=falsifier)
     assert res.status[:2] == ["wrong", "wrong"] and "wrong" not in res.status[2:]
     assert res.counterexamples
     for i, x_cex in res.counterexamples.items():

@@ -1,5 +1,6 @@
 """Randomized smoothing on toys whose noisy-vote probabilities are known in closed form."""
 
+import json
 import math
 
 import pytest
@@ -16,6 +17,7 @@ from sparta.certify.smoothing import (
     lower_confidence_bound,
     smooth,
 )
+from sparta.report.certify import plot_certified_curve
 from sparta.train import create_objective
 
 
@@ -119,14 +121,17 @@ def test_certify_dataset_summary_and_plot(tmp_path):
     data.y[:] = 2
     data.y[0] = 1  # one example the constant model gets wrong
     s = certify_dataset(
-        Constant(2), data, 0.25, n0=10, n=200, alpha=0.01, plot=tmp_path / "curve.png"
+        Constant(2), data, 0.25, n0=10, n=200, alpha=0.01, examples=tmp_path / "examples.json"
     )
     r = 0.25 * norm.ppf(0.01 ** (1 / 200))
     assert s["certified_acc_r0"] == pytest.approx(5 / 6)
     assert s["certified_acc_r0.25"] == pytest.approx(5 / 6 if r >= 0.25 else 0.0)
     assert s["certified_acc_r1"] == 0.0 and s["abstain_rate"] == 0.0
     assert s["mean_radius"] == pytest.approx(r * 5 / 6)
-    assert (tmp_path / "curve.png").stat().st_size > 0
+    ex = json.loads((tmp_path / "examples.json").read_text())
+    assert ex["labels"] == data.y.tolist() and ex["predictions"] == [2] * 6
+    assert ex["radii"] == pytest.approx([r] * 6) and ex["sigma"] == 0.25 and ex["n"] == 200
+    assert plot_certified_curve(ex, tmp_path / "curve.png").stat().st_size > 0
     acc = certified_accuracy(
         Constant(2), data, 0.25, radii=(0.0, r - 1e-9, r + 1e-9), n=200, alpha=0.01
     )

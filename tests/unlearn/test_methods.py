@@ -1,7 +1,6 @@
 """Unlearning methods: registry, frozen weights bit-identical, SalUn's mask, GA, pruning."""
 
 import copy
-import dataclasses
 
 import pytest
 import torch
@@ -9,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta import models
-from sparta.sparsity.masks import masks_of
 from sparta.train import TrainConfig, Trainer, evaluate
 from sparta.unlearn import UnlearnOptions, get_method, make_setting, method_names, run
 from sparta.unlearn.methods.l1_sparse import l1_weight
@@ -103,6 +101,26 @@ def test_salun_changes_only_salient_weights(trained):
     assert changed > 0.25 * n_all
 
 
+def test_saliency_mask_by_hand_ties_in_parameter_order_pruned_never_salient(monkeypatch):
+    from sparta.train.masks import attach
+    from sparta.unlearn.methods import salun
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))  # 6 + 2 + 2 + 1 = 11 entries
+    attach(model, {"0.weight": torch.tensor([[True, True, False], [True, True, True]])})
+    scores = {
+        "0.weight": torch.tensor([[3.0, 1.0, 9.0], [1.0, 0.0, 2.0]]),  # 9.0 is pruned
+        "0.bias": torch.tensor([1.0, 5.0]),
+        "1.weight": torch.tensor([[1.0, 0.5]]),
+        "1.bias": torch.tensor([4.0]),
+    }
+    monkeypatch.setattr(salun, "saliency_scores", lambda m, f, b: dict(scores))
+    masks = saliency_masks(model, None, 0.5)  # 10 live entries: the top 5
+    # 5.0, 4.0, 3.0, 2.0, then one of the four 1.0s: the first in parameter order
+    assert masks["0.weight"].tolist() == [[True, True, False], [False, False, True]]
+    assert masks["0.bias"].tolist() == [False, True]
+    assert masks["1.weight"].tolist() == [[False, False]] and masks["1.bias"].tolist() == [True]
+
+
 def test_ga_raises_forget_loss(trained):
     model, train, test, cfg = trained
     s = make_setting(train, test, "random:0.1")
@@ -110,27 +128,6 @@ def test_ga_raises_forget_loss(trained):
     opts = UnlearnOptions(epochs=3, lr=0.05, batch_size=8, mia_max=100)
     res = run(model, train, test, "ga", options=opts, train_config=cfg, setting=s)
     assert evaluate(res.model, s.forget)["loss"] > 2 * before
-
-
-@pytest.mark.parametrize(
-    "method,finetune",
-    [("retrain", 0), ("ft", 0), ("ga", 0), ("rl", 0), ("l1_sparse", 0), ("salun", 0), ("ft", 1)],
-)
-def test_pruning_first_keeps_sparsity_through_unlearning(trained, method, finetune):
-    model, train, test, cfg = trained
-    original = {k: v.clone() for k, v in model.state_dict().items()}
-    opts = dataclasses.replace(QUICK, prune_finetune=finetune)
-    res = run(model, train, test, method, "class:2", prune=0.9, options=opts, train_config=cfg)
-    masks = masks_of(res.model)
-    assert masks and not masks_of(model)  # the caller's model is untouched
-    for name, p in res.model.named_parameters():
-        if name in masks:
-            assert not p.detach()[~masks[name]].any(), name
-    kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-    assert kept == pytest.approx(0.1, abs=1e-3)
-    assert res.details["sparsity"] >= 0.9 - 1e-3
-    assert set(res.summary) == {"ua", "ra", "ta", "mia_efficacy", "rte_s"}
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())
 
 
 def test_retrain_is_fresh_and_reference_gives_gap(trained):
@@ -145,12 +142,10 @@ def test_retrain_is_fresh_and_reference_gives_gap(trained):
     assert res.summary["avg_gap"] == pytest.approx(gap)
 
 
-def test_dataset_mismatch_and_bad_prune(trained):
+def test_dataset_mismatch_and_bad_options(trained):
     model, train, test, cfg = trained
     other, other_test = tiny_data(classes=5)
     with pytest.raises(ValueError, match="trained on synthetic .* 4 classes"):
         run(model, other, other_test, "ft", options=QUICK)
-    with pytest.raises(ValueError, match="prune=1.0 is not allowed"):
-        run(model, train, test, "ft", prune=1.0, options=QUICK)
     with pytest.raises(ValueError, match="saliency=0 is not allowed"):
         UnlearnOptions(saliency=0)

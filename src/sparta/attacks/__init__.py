@@ -17,7 +17,6 @@ from sparta.attacks.evaluate import (
     SUITES,
     RobustReport,
     evaluate,
-    plot_robust_curve,
     resolve_attacks,
     robust_curve,
 )
@@ -33,7 +32,6 @@ __all__ = [
     "create",
     "evaluate",
     "names",
-    "plot_robust_curve",
     "project",
     "register_attack",
     "resolve_attacks",

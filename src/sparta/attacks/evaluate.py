@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -373,39 +370,3 @@ def robust_curve(
         raise ValueError("eps_list is empty; give at least one eps")
     eps_sorted = sorted(check_eps(e) for e in eps_list)
     return [evaluate(model, data, e, norm, **kwargs) for e in eps_sorted]
-
-
-def plot_robust_curve(
-    reports: Sequence[RobustReport], path: str | os.PathLike, title: str = ""
-) -> Path:
-    """Robust accuracy vs eps (clean accuracy at eps = 0) as a PNG; returns its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not reports:
-        raise ValueError("no reports to plot")
-    reports = sorted(reports, key=lambda r: r.eps)
-    eps = [0.0] + [r.eps for r in reports if r.eps > 0]
-    acc = [reports[0].clean_acc] + [r.robust_acc for r in reports if r.eps > 0]
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(eps, acc, "-o", label=f"worst case ({reports[0].suite})")
-    names_ = reports[0].attacks
-    if len(names_) > 1:
-        for name in names_[:-1]:
-            ys = [reports[0].clean_acc] + [
-                r.robust_acc_by_attack.get(name, math.nan) for r in reports if r.eps > 0
-            ]
-            ax.plot(eps, ys, "--", alpha=0.6, label=f"after {name}")
-    ax.set_xlabel(f"eps ({reports[0].norm})")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title or f"robust accuracy vs eps (n={reports[0].n})", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -1,6 +1,7 @@
-"""Backdoors: BadNets and blended poisoning, attack success rate, data-free trigger recovery,
-and removal by unlearning. Trojan-ticket detection by pruning (arXiv 2205.11819) composes
-sparsity and backdoors, so it lives in :mod:`sparta.experiments.trojan`.
+"""Backdoors: BadNets and blended poisoning, attack success rate and data-free trigger
+recovery. Trojan-ticket detection by pruning (arXiv 2205.11819) composes sparsity and
+backdoors, so it lives in :mod:`sparta.experiments.trojan`; removal by unlearning is the
+recipe :func:`sparta.experiments.backdoor_removal.remove`.
 
     poisoned = sparta.backdoor.poison(train, "badnets:ratio=0.05,target=0")
     sparta.backdoor.asr(model, test, poisoned.trigger, target=0)
@@ -24,7 +25,6 @@ from sparta.backdoor.recover import (
     anomaly_index,
     recover,
 )
-from sparta.backdoor.remove import RemovalResult, remove
 
 __all__ = [
     "BlendTrigger",
@@ -34,7 +34,6 @@ __all__ = [
     "RecoverOptions",
     "RecoveredTrigger",
     "RecoveryResult",
-    "RemovalResult",
     "anomaly_index",
     "asr",
     "backdoor_metrics",
@@ -42,6 +41,5 @@ __all__ = [
     "parse_poison",
     "poison",
     "recover",
-    "remove",
     "stamp",
 ]

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta.io import read_checkpoint, write_checkpoint
 from sparta.options import Options, option, require
 from sparta.train.evaluate import frozen
 
@@ -144,6 +145,24 @@ class RecoveryResult:
         """The recovered trigger of ``label``."""
         i = self.labels.index(label)
         return RecoveredTrigger(self.masks[i], self.patterns[i])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the masks and patterns (``.safetensors``) and every field (its JSON sidecar),
+        so the triggers can be drawn again later (``sparta.report``)."""
+        fields = {
+            "labels": self.labels, "norms": self.norms, "anomaly": self.anomaly,
+            "success": self.success, "threshold": self.threshold, "flagged": self.flagged,
+        }  # fmt: skip
+        tensors = {"masks": self.masks, "patterns": self.patterns}
+        return write_checkpoint(path, tensors, {"recovery": fields})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RecoveryResult:
+        """The result :meth:`save` wrote to ``path``."""
+        tensors, meta = read_checkpoint(path)
+        if "recovery" not in meta or set(tensors) != {"masks", "patterns"}:
+            raise ValueError(f"{path} is not a trigger-recovery result (RecoveryResult.save)")
+        return cls(masks=tensors["masks"], patterns=tensors["patterns"], **meta["recovery"])
 
     def to_dict(self) -> dict[str, Any]:
         target = self.target
@@ -276,29 +295,3 @@ def recover(
         torch.stack([t.mask for t in triggers]), torch.stack([t.pattern for t in triggers]),
         opts.threshold, flagged,
     )  # fmt: skip
-
-
-def save_trigger_png(result: RecoveryResult, path: str | os.PathLike, title: str = "") -> Path:
-    """Masks (top) and masked patterns ``m * p`` (bottom) per label; the target is marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = len(result.labels)
-    fig, axes = plt.subplots(2, k, figsize=(1.3 * k + 0.5, 3.0), squeeze=False)
-    for i, label in enumerate(result.labels):
-        m, p = result.masks[i], result.patterns[i]
-        img = (m * p).permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
-        mark = " *" if label == result.target else ""
-        axes[0][i].imshow(m.numpy(), cmap="gray", vmin=0, vmax=1)
-        axes[0][i].set_title(f"{label}{mark}\nL1 {result.norms[i]:.1f}", fontsize=7)
-        axes[1][i].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-        for ax in (axes[0][i], axes[1][i]):
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.suptitle(title or f"recovered triggers (target: {result.target})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)

@@ -17,15 +17,16 @@ Public API (stable; other modules code against it)::
     verified_accuracy(model, data, eps, method="crown", timeout=..., n=...) -> dict
 
 Randomized smoothing (``smooth``, ``certify_dataset``), certified training objectives
-(``"ibp"``, ``"gaussian"``), stability-based pruning and linearity grafting live in
-``smoothing``, ``training``, ``stability`` and ``grafting``.
+(``"ibp"``, ``"gaussian"``), neuron stability and linearity grafting live in
+``smoothing``, ``training``, ``stability`` and ``grafting``. Stability pruning and PGD as the
+falsifier of ``verify`` are recipes in ``sparta.experiments`` (``stability``, ``verify``).
 """
 
 from sparta.certify.api import Bounds, bounds, preact_bounds
 from sparta.certify.grafting import GraftedReLU, graft
 from sparta.certify.graph import UnsupportedLayerError, trace
 from sparta.certify.smoothing import Smoothed, certified_accuracy, certify_dataset, smooth
-from sparta.certify.stability import count_unstable, prune_unstable, stability_scores
+from sparta.certify.stability import count_unstable, stability_scores
 from sparta.certify.training import IBPSchedule, IBPTraining  # registers "ibp", "gaussian"
 from sparta.certify.verify import VerifyResult, verified_accuracy, verify
 
@@ -38,7 +39,6 @@ __all__ = [
     "certify_dataset",
     "count_unstable",
     "graft",
-    "prune_unstable",
     "smooth",
     "stability_scores",
     "Bounds",

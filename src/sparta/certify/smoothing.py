@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +31,7 @@ from torch import nn
 
 from sparta.certify.methods import register_certify_method
 from sparta.data import ImageDataset
+from sparta.io import write_json
 from sparta.models.utils import device_of, eval_mode
 from sparta.options import require
 from sparta.train.objectives import Objective, register_objective
@@ -190,6 +190,29 @@ class SmoothingReport:
         )
         return out
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-able values (per-example lists)."""
+        return {
+            "sigma": self.sigma,
+            "n0": self.n0,
+            "n": self.n,
+            "alpha": self.alpha,
+            "predictions": self.predictions.tolist(),
+            "radii": self.radii.tolist(),
+            "labels": self.labels.tolist(),
+            "time_s": self.time_s,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SmoothingReport:
+        """The report :meth:`to_dict` wrote."""
+        return cls(
+            float(d["sigma"]), int(d["n0"]), int(d["n"]), float(d["alpha"]),
+            torch.tensor(d["predictions"], dtype=torch.long),
+            torch.tensor(d["radii"], dtype=torch.float64),
+            torch.tensor(d["labels"], dtype=torch.long), float(d.get("time_s", 0.0)),
+        )  # fmt: skip
+
 
 def certify_examples(
     model: nn.Module,
@@ -231,40 +254,6 @@ def certified_accuracy(
     return dict(zip(radii, report.curve(radii), strict=True))
 
 
-def plot_certified_curve(
-    reports: SmoothingReport | Sequence[SmoothingReport],
-    path: str | os.PathLike,
-    max_radius: float | None = None,
-    title: str = "",
-) -> Path:
-    """Certified accuracy vs L2 radius (one line per report, e.g. per sigma) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    reports = [reports] if isinstance(reports, SmoothingReport) else list(reports)
-    if not reports:
-        raise ValueError("no smoothing reports to plot")
-    top = max_radius or max(max(float(r.radii.max()), r.sigma * 4) for r in reports)
-    grid = torch.linspace(0, top, 200).tolist()
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for r in reports:
-        ax.plot(grid, r.curve(grid), label=f"sigma={r.sigma:g}")
-    ax.set_xlabel("L2 radius (pixels)")
-    ax.set_ylabel("certified accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    n_ex = len(reports[0].labels)
-    ax.set_title(title or f"randomized smoothing (n={reports[0].n}, {n_ex} images)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def certify_dataset(
     model: nn.Module,
     data: ImageDataset,
@@ -275,21 +264,22 @@ def certify_dataset(
     batch: int = 1000,
     radii: Sequence[float] = DEFAULT_RADII,
     seed: int = 0,
-    plot: str | os.PathLike | None = None,
+    examples: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """CERTIFY every example of ``data`` and summarise (for ``sparta certify --method smooth``).
 
     Returns flat keys ``certified_acc_r0``, ``certified_acc_r0.25``, ... (one per radius),
     ``smooth_acc``, ``abstain_rate``, ``mean_radius`` (over all examples, 0 where wrong or
-    abstained), ``sigma``, ``n0``, ``n``, ``alpha``, ``n_examples``, ``certify_time_s``;
-    with ``plot``, also writes the certified-accuracy curve there (``plot`` key: its path).
+    abstained), ``sigma``, ``n0``, ``n``, ``alpha``, ``n_examples``, ``certify_time_s``.
+    With ``examples``, also writes the per-example report there as JSON
+    (:meth:`SmoothingReport.to_dict`), from which ``sparta.report`` draws the curve.
     """
     check_sigma(sigma)
     check_alpha(alpha)
     report = certify_examples(model, data, sigma, n0, n, alpha, batch, seed)
     summary = report.summary(radii)
-    if plot is not None:
-        summary["plot"] = str(plot_certified_curve(report, plot))
+    if examples is not None:
+        write_json(examples, report.to_dict())
     return summary
 
 
@@ -342,7 +332,6 @@ __all__ = [
     "check_alpha",
     "check_sigma",
     "lower_confidence_bound",
-    "plot_certified_curve",
     "radius_of",
     "smooth",
 ]

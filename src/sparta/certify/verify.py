@@ -1,8 +1,14 @@
-"""Per-example verification (bounds, PGD, branch and bound) and verified accuracy."""
+"""Per-example verification (bounds, a falsifier, branch and bound) and verified accuracy.
+
+The falsifier (an attack that looks for counterexamples before branching) is passed in as a
+callable, so certification does not import the attacks; the recipe with the attack
+library's PGD is :func:`sparta.experiments.verify.verify`.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -15,6 +21,10 @@ from sparta.certify.domain import check_eps, check_norm
 from sparta.certify.graph import trace
 from sparta.certify.methods import CERTIFY, register_certify_method
 from sparta.models.utils import frozen
+
+Falsifier = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, str], torch.Tensor]
+"""``(model, x, y, eps, norm) -> x_adv``: candidate counterexamples, one per example; those
+inside the ball and misclassified count as falsified."""
 
 STATUSES = ("verified", "falsified", "unknown", "wrong")
 
@@ -41,15 +51,20 @@ def _in_ball(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> tor
     return inside & (size <= eps * (1 + 1e-5) + 1e-6)
 
 
-def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, steps: int):
-    from sparta.attacks import create
-
-    if eps == 0 or len(x) == 0 or steps <= 0:
+def _falsify(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    norm: str,
+    falsifier: Falsifier | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if falsifier is None or eps == 0 or len(x) == 0:
         return x, torch.zeros(len(x), dtype=torch.bool)
-    res = create("pgd", model, eps=eps, norm=norm, steps=steps, loss="margin")(x, y)
+    x_adv = falsifier(model, x, y, eps, norm)
     with torch.no_grad():
-        wrong = model(res.x_adv).argmax(1) != y
-    return res.x_adv, wrong & _in_ball(res.x_adv, x, eps, norm)
+        wrong = model(x_adv).argmax(1) != y
+    return x_adv, wrong & _in_ball(x_adv, x, eps, norm)
 
 
 def verify(
@@ -61,15 +76,15 @@ def verify(
     timeout: float = 60.0,
     norm: str = "linf",
     max_branches: int = 100_000,
-    pgd_steps: int = 20,
+    falsifier: Falsifier | None = None,
     batch: int = 64,
 ) -> VerifyResult:
     """Verify every example of ``(x, y)`` against ``||x' - x||_norm <= eps`` ∩ [0, 1].
 
     Order: clean check, then bounds of ``method`` ("bab" starts from CROWN) for the whole batch,
-    then PGD (margin loss) on the rest, then, for "bab", branch and bound per example with
-    ``timeout`` seconds and ``max_branches`` sub-problems each. Incomplete methods leave what
-    neither proves nor breaks as "unknown".
+    then ``falsifier`` (if given) on the rest, then, for "bab", branch and bound per example
+    with ``timeout`` seconds and ``max_branches`` sub-problems each. Incomplete methods leave
+    what neither proves nor breaks as "unknown".
     """
     method = check_method(method, VERIFY_METHODS)
     eps, norm = check_eps(eps), check_norm(norm)
@@ -92,7 +107,7 @@ def verify(
                 status[i] = "verified"
     rest = torch.tensor([i for i, s in enumerate(status) if s == "unknown"], dtype=torch.long)
     with frozen(model):
-        x_adv, broken = _pgd(model, x[rest], y[rest], eps, norm, pgd_steps)
+        x_adv, broken = _falsify(model, x[rest], y[rest], eps, norm, falsifier)
     for j, i in enumerate(rest.tolist()):
         if broken[j]:
             status[i], cex[i] = "falsified", x_adv[j : j + 1].detach()

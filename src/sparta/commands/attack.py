@@ -74,7 +74,8 @@ class Attack(Command):
     folder = "eval"
 
     def run(self) -> int:
-        from sparta.attacks.evaluate import evaluate, plot_robust_curve
+        from sparta.attacks.evaluate import evaluate
+        from sparta.report.attacks import plot_robust_curve
 
         src, opts = self.get(CheckpointOptions), self.get(AttackOptions)
         assert opts.eps is not None  # required
@@ -99,8 +100,8 @@ class Attack(Command):
         summary = main.summary()
         summary.update(dataset=dataset.name, ckpt_file=str(model.sparta_checkpoint["path"]))
         if len(reports) > 1:
-            summary["curve"] = [
-                {"eps": r.eps, "robust_acc": r.robust_acc}
+            summary["curve"] = [  # every attack's accuracy too: `plot_run` re-draws the same plot
+                {k: v for k, v in r.summary().items() if k == "eps" or k.startswith("robust_acc")}
                 for r in sorted(reports, key=lambda r: r.eps)
             ]
         run.write_summary(summary)

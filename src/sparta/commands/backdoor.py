@@ -157,7 +157,8 @@ class Recover(Command):
     def run(self) -> int:
         import sparta
         from sparta.backdoor.metrics import asr
-        from sparta.backdoor.recover import RecoverOptions, recover, save_trigger_png
+        from sparta.backdoor.recover import RecoverOptions, recover
+        from sparta.report.triggers import TRIGGERS, save_trigger_png
         from sparta.runs import Run
 
         opts, ckpt = self.get(RecoverOptions), self.get(RecoverSource).ckpt
@@ -182,6 +183,7 @@ class Recover(Command):
         if truth:
             summary["true_target"] = truth["target"]
             summary["correct"] = res.target == truth["target"]
+        res.save(out.file(TRIGGERS))  # what `sparta.report.plot_run` re-draws trigger.png from
         png = save_trigger_png(res, out.file("trigger.png"))
         out.write_summary(summary)
         extra = f" recovered_asr={summary['recovered_asr']:.4f}" if res.target is not None else ""
@@ -204,7 +206,7 @@ class Remove(Command):
         return (SuspectOptions, RemoveMethod, UnlearnOptions)
 
     def run(self) -> int:
-        from sparta.backdoor.remove import remove
+        from sparta.experiments.backdoor_removal import remove
         from sparta.io import save
         from sparta.unlearn.options import UnlearnOptions
 

@@ -80,6 +80,7 @@ class Certify(Command):
         config = self.config()
         if opts.method == "smooth":
             from sparta.certify.smoothing import certify_dataset
+            from sparta.report.certify import EXAMPLES, plot_certify_run
 
             run = self.create_run(config)
             summary = certify_dataset(
@@ -90,15 +91,16 @@ class Certify(Command):
                 n=opts.n_samples,
                 alpha=opts.alpha,
                 seed=opts.seed,
-                plot=run.file("certified_acc_vs_radius.png"),
+                examples=run.file(EXAMPLES),
             )
             summary["method"] = "smooth"
             run.write_summary(summary)
+            plot_certify_run(run)
             keys = [k for k in summary if k.startswith("certified_acc_r")]
             print(" ".join(f"{k}={summary[k]:.4f}" for k in keys))
             print(f"run: {run.path}")
             return 0
-        from sparta.certify.verify import verified_accuracy
+        from sparta.experiments.verify import verified_accuracy
 
         assert opts.eps is not None  # checked by CertifyOptions
         run = self.create_run(config)

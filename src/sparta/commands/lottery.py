@@ -55,6 +55,9 @@ class Lottery(Command):
             overwrite=self.args.overwrite,
             quiet=self.quiet,
         )
+        from sparta.report import plot_run
+
+        plot_run(result.run.path)  # levels.md, levels.png
         print(result.run.file("levels.md").read_text(), end="")
         s = result.summary
         print(

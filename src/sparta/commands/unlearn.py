@@ -125,7 +125,8 @@ class Unlearn(Command):
         return (UnlearnSource, UnlearnRun, UnlearnOptions)
 
     def run(self) -> int:
-        from sparta.unlearn import make_setting, run, write_result
+        from sparta.experiments.prune_unlearn import prune_then_unlearn as run
+        from sparta.unlearn import make_setting, write_result
         from sparta.unlearn.metrics import GAP_KEYS
         from sparta.unlearn.options import UnlearnOptions
 
@@ -160,8 +161,9 @@ class UnlearnBenchCommand(Command):
         return (UnlearnSource, UnlearnBench, UnlearnOptions)
 
     def run(self) -> int:
-        from sparta.unlearn import bench, make_setting
-        from sparta.unlearn.bench import format_markdown, write_table
+        from sparta.experiments.prune_unlearn import unlearn_bench as bench
+        from sparta.report.unlearn import format_markdown, write_table
+        from sparta.unlearn import make_setting
         from sparta.unlearn.options import UnlearnOptions
 
         src, job, opts = self.get(UnlearnSource), self.get(UnlearnBench), self.get(UnlearnOptions)

@@ -5,12 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from sparta.runs import Run  # noqa: E402
+from sparta.report.figures import plt, save
+from sparta.runs import Run
 
 
 def plot_learning_curves(run_dir: str | os.PathLike, out: str | None = None) -> Path:
@@ -36,8 +32,12 @@ def plot_learning_curves(run_dir: str | os.PathLike, out: str | None = None) -> 
     if "test_acc" in summary:
         title += f"  (test acc {summary['test_acc']:.4f})"
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(out) if out else run.file("curves.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, Path(out) if out else run.file("curves.png"))
+
+
+def plot_curves_run(run: Run) -> list[Path]:
+    """``curves.png`` of a run that trained epochs; none for one that did not (a prune run
+    without fine-tuning)."""
+    if not any("epoch" in r and "train_loss" in r for r in run.metrics()):
+        return []
+    return [plot_learning_curves(run.path)]

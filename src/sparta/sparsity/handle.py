@@ -11,84 +11,14 @@ With the engine pass ``handle.callback()`` to the Trainer; in a plain PyTorch lo
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from sparta.sparsity.masks import (
-    PRUNABLE_TYPES,
-    apply_masks,
-    attach,
-    clear_pruned_state,
-    mask_gradients,
-    masks_of,
-    named_masks,
-    pruned_are_zero,
-)
-from sparta.train.callbacks import Callback
-
-if TYPE_CHECKING:
-    from sparta.train.loop import Trainer
-
-log = logging.getLogger(__name__)
-
-
-class MaskCallback(Callback):
-    """Keeps pruned weights exactly zero during training, at almost no cost.
-
-    Gradients of pruned entries are masked after every backward pass, and their optimizer
-    state is cleared when training starts. For SGD (momentum, Nesterov, weight decay), Adam,
-    AdamW and any optimizer that leaves an entry with zero weight, gradient and state at
-    zero, that alone keeps pruned weights exactly zero, so no re-masking is needed after the
-    step (it cost LeNet-300-100 5-10% per step). The callback checks this after the first
-    step and at every epoch end; should an optimizer move a pruned weight, it re-masks and
-    from then on re-masks after every step. Subclasses that change masks during training
-    (gradual pruning, DST) call these hooks through ``super()``.
-    """
-
-    name = "masks"
-
-    def __init__(self, remask_every_step: bool = False) -> None:
-        self.remask_every_step = remask_every_step
-        self._checked = False
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        apply_masks(trainer.model)
-        clear_pruned_state(trainer.optimizer, trainer.model)
-        self._checked = False
-
-    def after_backward(self, trainer: Trainer) -> None:
-        mask_gradients(trainer.model)
-
-    def after_step(self, trainer: Trainer) -> None:
-        if self.remask_every_step:
-            apply_masks(trainer.model)
-        elif not self._checked:
-            self._checked = True
-            self.verify(trainer)
-
-    def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
-        if not self.remask_every_step:
-            self.verify(trainer)
-
-    def verify(self, trainer: Trainer) -> None:
-        """Re-mask, and re-mask after every step from now on, if a pruned weight moved."""
-        if not pruned_are_zero(trainer.model):
-            log.warning(
-                "%s moved pruned weights despite masked gradients; re-masking after every step",
-                type(trainer.optimizer).__name__,
-            )
-            apply_masks(trainer.model)
-            self.remask_every_step = True
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"remask_every_step": self.remask_every_step}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.remask_every_step = bool(state.get("remask_every_step", False))
+from sparta.sparsity.masks import PRUNABLE_TYPES, apply_masks, attach, masks_of, named_masks
+from sparta.train.masks import MaskCallback
 
 
 class SparsityHandle:

@@ -21,7 +21,7 @@ or per-group channel counts, rewound weights).
 
 Every (level, branch) is a resumable unit with its own Trainer run folder::
 
-    <run>/config.yaml  summary.json  metrics.jsonl  levels.md  levels.png
+    <run>/config.yaml  summary.json  metrics.jsonl     (``sparta.report``: levels.md, levels.png)
     <run>/rewind.safetensors                 the weights survivors are rewound to
     <run>/levels/level_XX/mask.safetensors   the ticket mask of level XX (XX >= 1)
     <run>/levels/level_XX/{ticket,reinit,random}/   checkpoints/, model.safetensors, summary.json
@@ -530,7 +530,6 @@ def run_lottery(
     overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
     quiet: bool = True,
-    report: bool = True,
 ) -> LotteryResult:
     """Run (or resume) IMP with ``options``; see :func:`lottery`."""
     splits = load_splits(config)
@@ -570,9 +569,6 @@ def run_lottery(
         **{k: last[k] for k in ("reinit_acc", "random_acc") if k in last},
     }
     run.write_summary(summary)
-    if report:
-        run.file("levels.md").write_text(levels_table(levels))
-        plot_levels(levels, run.file("levels.png"), title=f"{config.model} on {config.dataset}")
     return LotteryResult(levels, run, summary)
 
 
@@ -627,52 +623,3 @@ def lottery(
         callbacks=callbacks,
         quiet=quiet,
     )
-
-
-# ------------------------------------------------------------------ report
-def levels_table(levels: Sequence[dict[str, Any]]) -> str:
-    """A markdown table: level, % weights remaining, ticket and control test accuracy."""
-    keys = [k for k in ACC_KEYS.values() if any(k in r for r in levels)]
-    names = {"test_acc": "ticket", "reinit_acc": "reinit", "random_acc": "random mask"}
-    lines = [
-        "| level | remaining % | " + " | ".join(names[k] for k in keys) + " |",
-        "|---:|---:|" + "---:|" * len(keys),
-    ]
-    for r in levels:
-        accs = " | ".join(f"{r[k]:.4f}" if k in r else "-" for k in keys)
-        lines.append(f"| {r['level']} | {100 * r['remaining']:.2f} | {accs} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_levels(levels: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
-    """Test accuracy vs % weights remaining (log axis, decreasing to the right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullLocator
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    styles = {"test_acc": "-o", "reinit_acc": "--s", "random_acc": ":^"}
-    labels = {"test_acc": "ticket (rewound)", "reinit_acc": "reinit", "random_acc": "random mask"}
-    for key, style in styles.items():
-        pts = [(100 * r["remaining"], r[key]) for r in levels if key in r]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, style, label=labels[key], markersize=4)
-    ax.axhline(levels[0]["test_acc"], color="gray", lw=0.8, ls="--", label="dense")
-    ax.set_xscale("log")
-    ticks = [100 * r["remaining"] for r in levels]
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([f"{t:.3g}" for t in ticks], fontsize=7)
-    ax.set_xlim(max(ticks) * 1.1, min(ticks) / 1.1)  # reversed, as in the paper
-    ax.set_xlabel("% of prunable weights remaining")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)

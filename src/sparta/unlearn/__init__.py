@@ -4,11 +4,10 @@
     result.summary  # {"ua", "ra", "ta", "mia_efficacy", "rte_s"}
 
 Methods: ``retrain`` (the reference), ``ft``, ``ga``, ``rl``, ``l1-sparse``, ``salun``;
-``prune=0.95`` prunes first (one-shot global magnitude), then unlearns.
+pruning first, and the every-method benchmark, are ``sparta.experiments.prune_unlearn``.
 """
 
 from sparta.unlearn.api import UnlearnResult, check_dataset, measure, run, write_result
-from sparta.unlearn.bench import bench, write_table
 from sparta.unlearn.methods import get_method, method_names, register_method
 from sparta.unlearn.metrics import (
     FEATURES,
@@ -30,7 +29,6 @@ __all__ = [
     "UnlearnResult",
     "accuracies",
     "avg_gap",
-    "bench",
     "check_dataset",
     "get_method",
     "make_setting",
@@ -45,5 +43,4 @@ __all__ = [
     "svc_attack_accuracy",
     "svc_mia",
     "write_result",
-    "write_table",
 ]

@@ -1,9 +1,11 @@
-"""``run``: prune (optionally), unlearn with one method, measure; and writing its run folder."""
+"""``run``: unlearn with one method, measure; and writing its run folder.
+
+Pruning first is a recipe of ``sparta.experiments.prune_unlearn``.
+"""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -16,7 +18,7 @@ from torch import nn
 from sparta.data import ImageDataset
 from sparta.models.count import weight_sparsity
 from sparta.runs import Run
-from sparta.train import TrainConfig, Trainer
+from sparta.train import TrainConfig
 from sparta.unlearn.methods import get_method, run_method
 from sparta.unlearn.metrics import accuracies, avg_gap, mia_efficacy
 from sparta.unlearn.options import UnlearnOptions
@@ -59,40 +61,6 @@ def check_dataset(model: nn.Module, data: ImageDataset) -> None:
         )
 
 
-def prune_model(
-    model: nn.Module,
-    sparsity: float,
-    options: UnlearnOptions | None = None,
-    train: ImageDataset | None = None,
-    train_config: TrainConfig | None = None,
-) -> None:
-    """Prune first, in place: one-shot magnitude pruning (``sparta.sparsity.pruning``) at
-    ``sparsity`` with ``options.prune_scope``, then ``options.prune_finetune`` epochs on
-    the full training set ``train`` with the original recipe (the seeds' sparse original
-    model is trained after pruning, on all data, before any unlearning)."""
-    from sparta.sparsity.handle import MaskCallback
-    from sparta.sparsity.pruning import prune
-
-    opts = options or UnlearnOptions()
-    if not 0.0 <= float(sparsity) < 1.0:
-        raise ValueError(f"prune={sparsity!r} is not allowed; expected a sparsity in [0, 1)")
-    prune(model, "magnitude", sparsity, scope=opts.prune_scope)
-    if opts.prune_finetune > 0:
-        if train is None:
-            raise ValueError("prune_finetune needs the training set")
-        cfg = dataclasses.replace(
-            train_config or TrainConfig(),
-            epochs=opts.prune_finetune,
-            seed=opts.seed,
-            device=opts.device,
-            val_fraction=0.0,
-            best_metric="",
-            early_stop=0,
-            tensorboard=False,
-        )
-        Trainer(model, train, cfg, callbacks=[MaskCallback()], device=opts.device, quiet=True).fit()
-
-
 def measure(
     model: nn.Module, setting: Setting, options: UnlearnOptions
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -111,7 +79,6 @@ def run(
     test: ImageDataset,
     method: str = "salun",
     forget: str | ForgetSpec = "random:0.1",
-    prune: float = 0.0,
     options: UnlearnOptions | Mapping[str, Any] | None = None,
     train_config: TrainConfig | None = None,
     reference: Mapping[str, float] | None = None,
@@ -120,25 +87,21 @@ def run(
 ) -> UnlearnResult:
     """Unlearn ``forget`` from a copy of ``model`` (trained on ``train``) with ``method``.
 
-    ``prune`` > 0 first prunes the copy by magnitude to that sparsity (prune first, then
-    unlearn; see :func:`prune_model`); masks already on the model or added here are kept
-    through unlearning. ``train_config`` is the original training's recipe (Retrain and
-    ``prune_finetune`` use it; default ``TrainConfig()``); ``reference`` holds Retrain's
+    Masks already on the model (a pruned checkpoint; pruning first is
+    :func:`sparta.experiments.prune_unlearn.prune_then_unlearn`) are kept through
+    unlearning. ``train_config`` is the original training's recipe (Retrain uses it;
+    default ``TrainConfig()``); ``reference`` holds Retrain's
     ``ua``/``ra``/``ta``/``mia_efficacy`` for ``avg_gap``; ``setting`` (from
     :func:`make_setting`) fixes the forget set instead of ``forget``. The caller's model is
     never modified. RTE counts the method's own work (SalUn's saliency included),
-    not pruning or evaluation.
+    not evaluation.
     """
     opts = options if isinstance(options, UnlearnOptions) else UnlearnOptions(**(options or {}))
     get_method(method)
-    if not 0.0 <= float(prune) < 1.0:
-        raise ValueError(f"prune={prune!r} is not allowed; expected a sparsity in [0, 1)")
     base = train_config or TrainConfig()
     check_dataset(model, train)
     setting = setting or make_setting(train, test, forget, seed=opts.seed)
     work = copy.deepcopy(model).to(opts.device)
-    if prune > 0:
-        prune_model(work, prune, opts, train, base)
     device = torch.device(opts.device)
     start = time.perf_counter()
     work, plan, history = run_method(work, setting, method, opts, base, quiet=quiet)
@@ -152,7 +115,6 @@ def run(
     details = {
         "method": get_method(method).name,
         "forget": str(setting.spec),
-        "prune": float(prune),
         "sparsity": weight_sparsity(work),
         "n_forget": len(setting.forget_pos),
         "n_retain": len(setting.retain_pos),

@@ -8,6 +8,7 @@ and ``lr`` left at 0 take each method's own default (see ``sparta.unlearn.method
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from sparta.options import Options, option
@@ -61,6 +62,20 @@ class UnlearnOptions(Options):
                 raise ValueError(
                     f"{name}={getattr(self, name)!r} is not allowed; expected {allowed}"
                 )
+
+    def recipe(self, base: TrainConfig, epochs: int) -> TrainConfig:
+        """The original training's recipe ``base`` for ``epochs`` epochs on all the data it
+        is given (no validation split, no early stopping), with this seed and device."""
+        return dataclasses.replace(
+            base,
+            epochs=epochs,
+            seed=self.seed,
+            device=self.device,
+            val_fraction=0.0,
+            best_metric="",
+            early_stop=0,
+            tensorboard=False,
+        )
 
     def train_config(self, epochs: int, lr: float) -> TrainConfig:
         """The fit-loop config of an unlearning method (its defaults unless overridden)."""

@@ -20,6 +20,7 @@ from torch import nn
 from sparta.data import ImageDataset
 from sparta.registry import Registry, canonical
 from sparta.train import Callback, Objective, TrainConfig, Trainer
+from sparta.train.masks import MaskCallback, masks_of
 from sparta.unlearn.options import UnlearnOptions
 from sparta.unlearn.settings import Setting
 
@@ -94,9 +95,6 @@ def run_method(
     quiet: bool = True,
 ) -> tuple[nn.Module, Plan, list[dict[str, Any]]]:
     """Unlearn in place with ``method``; returns the model (new for Retrain), plan, history."""
-    from sparta.sparsity.handle import MaskCallback
-    from sparta.sparsity.masks import masks_of
-
     m = get_method(method)
     torch.manual_seed(options.seed)
     plan = m.prepare(model, setting, options, base)

@@ -9,7 +9,6 @@ with Retrain at that sparsity).
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import torch
 from torch import nn
@@ -23,7 +22,7 @@ from sparta.unlearn.settings import Setting
 def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
     """The same architecture freshly initialised from ``seed``, keeping any masks."""
     from sparta.models import from_spec, spec_of
-    from sparta.sparsity.masks import attach, masks_of
+    from sparta.train.masks import attach, masks_of
 
     torch.manual_seed(seed)
     try:
@@ -42,14 +41,5 @@ def fresh_copy(model: nn.Module, seed: int) -> nn.Module:
 @register_method("retrain", summary="train from scratch on the retain set (the reference)")
 def prepare(model: nn.Module, setting: Setting, opts: UnlearnOptions, base: TrainConfig) -> Plan:
     """Retrain from scratch on the retain set with the original training's recipe."""
-    config = dataclasses.replace(
-        base,
-        epochs=opts.retrain_epochs or base.epochs,
-        seed=opts.seed,
-        device=opts.device,
-        val_fraction=0.0,
-        best_metric="",
-        early_stop=0,
-        tensorboard=False,
-    )
+    config = opts.recipe(base, opts.retrain_epochs or base.epochs)
     return Plan(setting.retain, model=fresh_copy(model, opts.seed), config=config)

@@ -24,6 +24,7 @@ from torch import nn
 from sparta.data import ImageDataset
 from sparta.train import Callback, TrainConfig
 from sparta.train.evaluate import eval_mode
+from sparta.train.masks import mask_gradients, masks_of
 from sparta.unlearn.methods.base import Plan, register_method
 from sparta.unlearn.methods.rl import rl_plan
 from sparta.unlearn.options import UnlearnOptions
@@ -39,8 +40,6 @@ def saliency_scores(
     model: nn.Module, forget: ImageDataset, batch_size: int = 256
 ) -> dict[str, torch.Tensor]:
     """|sum over forget batches of the gradient of -CE| per trainable parameter."""
-    from sparta.sparsity.masks import mask_gradients
-
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     device = next(iter(params.values())).device
     total = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -61,9 +60,6 @@ def saliency_masks(
 ) -> dict[str, torch.Tensor]:
     """Boolean masks (True = salient, free to change): the global top ``saliency`` share of
     the live entries (pruned entries, if any, are never salient and not counted)."""
-    from sparta.sparsity.masks import masks_of
-    from sparta.sparsity.topk import global_masks
-
     if not 0 < saliency <= 1:
         raise ValueError(f"saliency={saliency!r} is not allowed; expected a number in (0, 1]")
     scores = saliency_scores(model, forget, batch_size)
@@ -74,7 +70,16 @@ def saliency_masks(
         if name in scores:
             scores[name] = torch.where(mask, scores[name], torch.full_like(scores[name], -1.0))
             live -= int((~mask).sum())
-    return global_masks(scores, 1.0 - saliency * live / total)
+    # the global top share, ties in parameter order (a stable sort keeps equal scores in place)
+    # k as the density 1 - sparsity of the whole model (float for float as before this
+    # selection moved here, so the masks stay bit-identical)
+    k = int(round(total * (1.0 - (1.0 - saliency * live / total))))
+    flat = torch.cat([s.detach().flatten().float().cpu() for s in scores.values()])
+    keep = torch.zeros(total, dtype=torch.bool)
+    keep[torch.sort(flat, descending=True, stable=True).indices[:k]] = True
+    parts = keep.split([s.numel() for s in scores.values()])
+    pairs = zip(scores.items(), parts, strict=True)
+    return {n: m.view(s.shape).to(s.device) for (n, s), m in pairs}
 
 
 class FreezeCallback(Callback):

@@ -1,5 +1,7 @@
 """Backdoor removal by machine unlearning: forget the poisoned training samples.
 
+A recipe composing ``sparta.backdoor`` (poisoning, ASR) and ``sparta.unlearn``.
+
 The forget set is exactly the poisoned samples (their positions in the poisoned training
 set); any :mod:`sparta.unlearn` method unlearns them (2304.04934 uses unlearning this way
 to remove backdoors). ASR and clean accuracy are reported before and after.
@@ -20,6 +22,8 @@ from sparta.data import ImageDataset
 from sparta.train import TrainConfig
 from sparta.unlearn import ForgetSpec, Setting, UnlearnOptions, UnlearnResult
 from sparta.unlearn import run as unlearn_run
+
+__all__ = ["PoisonedForget", "RemovalResult", "poisoned_setting", "remove"]
 
 
 @dataclass(frozen=True)
