@@ -29,6 +29,7 @@ COMMANDS = [
     "unlearn",
     "backdoor",
     "certify",
+    "card",
 ]
 
 

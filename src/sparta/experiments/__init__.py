@@ -1,0 +1,1 @@
+"""Experiments: recipes that compose the pillars (the report card's variants and scorers)."""
