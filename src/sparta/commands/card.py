@@ -21,8 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sparta.experiments.card import CardOptions, card
     from sparta.report.card import format_table
+    from sparta.train.config import read_yaml
 
-    opts = config_from_args(CardOptions, args)
+    file_values = read_yaml(args.config) if args.config else {}
+    known = set(CardOptions.__dataclass_fields__)
+    unknown = sorted(set(file_values) - known)
+    if unknown:
+        raise ValueError(f"unknown config key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+    opts = config_from_args(CardOptions, args, file_values)
     res = card(
         opts,
         out=args.out,

@@ -77,13 +77,19 @@ def test_resume_refuses_other_numbers(tmp_path):
 def test_seeds_depend_on_the_cell_only():
     a = cell_seed(0, "gmp", 0.9, "robustness")
     assert a == cell_seed(0, "gmp", 0.9, "robustness")
-    assert len({a, cell_seed(1, "gmp", 0.9, "robustness"), cell_seed(0, "gmp", 0.8, "robustness"),
-                cell_seed(0, "gmp", 0.9, "accuracy"), cell_seed(0, "oneshot", 0.9, "robustness")}) == 5  # fmt: skip
+    others = [
+        cell_seed(1, "gmp", 0.9, "robustness"),
+        cell_seed(0, "gmp", 0.8, "robustness"),
+        cell_seed(0, "gmp", 0.9, "accuracy"),
+        cell_seed(0, "oneshot", 0.9, "robustness"),
+    ]
+    assert len({a, *others}) == 5
 
 
 def test_registries_hold_every_recipe_and_pillar():
     assert set(VARIANTS.names()) >= {
-        "dense", "oneshot", "gmp", "lottery", "rigl", "channel", "stability", "pgd-at", "pgd-at-gmp",
+        "dense", "oneshot", "gmp", "lottery", "rigl", "channel", "stability", "pgd-at",
+        "pgd-at-gmp",
     }  # fmt: skip
     assert PILLARS.names() == sorted(
         ["accuracy", "efficiency", "robustness", "certification", "unlearning", "backdoor"]
@@ -94,3 +100,14 @@ def test_registries_hold_every_recipe_and_pillar():
         for m in e.meta["metrics"].values():
             assert m["format"] in ("pct", "float", "int", "bool", "text")
             assert m["better"] in ("higher", "lower", None)
+
+
+def test_crown_left_out_above_its_time_cap(tmp_path):
+    res = card(
+        **TINY, variants=["dense"], pillars=["certification"], crown_cap_s=1e-9, out=tmp_path,
+        name="c", quiet=True,
+    )  # fmt: skip
+    (row,) = res.card["rows"]
+    assert row["values"]["crown_verified_acc"] is None
+    assert row["values"]["ibp_verified_acc"] is not None
+    assert any("CROWN left out" in w for w in res.card["warnings"])

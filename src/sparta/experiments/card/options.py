@@ -60,7 +60,8 @@ class CardOptions(Options):
     robust_n: int = option(500, "robustness: test images attacked")
     cert_eps: float = option(0.01, "certification: L-inf budget of IBP and CROWN")
     cert_n: int = option(200, "certification: test images for IBP and CROWN")
-    crown_cap_s: float = option(2.0, "certification: CROWN skipped above this time per image")
+    crown_n: int = option(20, "certification: test images for CROWN (the first of the IBP ones)")
+    crown_cap_s: float = option(5.0, "certification: CROWN stops above this time per image")
     sigma: float = option(0.25, "certification: randomized smoothing noise level")
     radius: float = option(0.25, "certification: L2 radius of the smoothing certificate")
     smooth_n: int = option(50, "certification: test images certified by smoothing")
@@ -107,6 +108,7 @@ class CardOptions(Options):
             "adv_steps",
             "robust_n",
             "cert_n",
+            "crown_n",
             "smooth_n",
             "smooth_samples",
             "unlearn_subset",
