@@ -153,12 +153,15 @@ class CellContext:
         return trainer.model.eval()
 
 
-_CONTEXTS: dict[tuple[str, str], CellContext] = {}
+_CONTEXTS: dict[tuple[str, str, int], CellContext] = {}
 
 
 def context(folder: str | Path, options: dict[str, Any]) -> CellContext:
     """The process-wide context of a card folder (reused by every cell this process runs)."""
-    key = (str(folder), json.dumps(options, sort_keys=True))
+    dense = Path(folder) / "cells" / cell_name(DENSE, 0.0) / "model.safetensors"
+    stamp = dense.stat().st_mtime_ns if dense.is_file() else 0
+    # the dense model's time stamp is part of the key: an overwritten card reloads it
+    key = (str(folder), json.dumps(options, sort_keys=True), stamp)
     if key not in _CONTEXTS:
         _CONTEXTS.clear()
         _CONTEXTS[key] = CellContext(folder, CardOptions.from_dict(options))

@@ -173,15 +173,19 @@ def card(options: CardOptions | None = None, **overrides: Any) -> CardResult:
     def on_done(t: dict[str, Any], res: dict[str, Any]) -> None:
         (computed if res["computed"] else skipped).append(label(t))
         if bar is not None:
-            bar.set_postfix_str(label(t))
+            bar.set_postfix_str(f"done: {label(t)}")
             bar.update(1)
+
+    def on_start(t: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.set_description(f"card: {label(t)}")
 
     try:
         for ph in phases:
             pending = [t for t in ph if not is_done(t)]
-            if bar is not None and pending:
-                bar.set_description(f"card: {label(pending[0])}")
-            run_tasks(pending, on_done, opts.executor, opts.workers, opts.ray_address)
+            if bar is not None and pending and (opts.workers or opts.executor != "local"):
+                bar.set_description(f"card: {len(pending)} cells in parallel")
+            run_tasks(pending, on_done, opts.executor, opts.workers, opts.ray_address, on_start)
     finally:
         if bar is not None:
             bar.close()

@@ -14,11 +14,14 @@ from typing import Any
 from sparta.experiments.card.cells import run_cell
 
 Done = Callable[[dict[str, Any], dict[str, Any]], None]
+Start = Callable[[dict[str, Any]], None]
 
 
-def run_local(tasks: list[dict[str, Any]], on_done: Done) -> None:
-    """Run the cells one after another in this process."""
+def run_local(tasks: list[dict[str, Any]], on_done: Done, on_start: Start | None = None) -> None:
+    """Run the cells one after another in this process (``on_start`` names each first)."""
     for t in tasks:
+        if on_start is not None:
+            on_start(t)
         on_done(t, run_cell(t))
 
 
@@ -65,12 +68,17 @@ def run_ray(tasks: list[dict[str, Any]], on_done: Done, address: str = "") -> No
 
 
 def run_tasks(
-    tasks: list[dict[str, Any]], on_done: Done, executor: str, workers: int, address: str
+    tasks: list[dict[str, Any]],
+    on_done: Done,
+    executor: str,
+    workers: int,
+    address: str,
+    on_start: Start | None = None,
 ) -> None:
-    """Dispatch to the executor the options name."""
+    """Dispatch to the executor the options name (``on_start`` is called in-process only)."""
     if executor == "ray":
         run_ray(tasks, on_done, address)
     elif workers > 0:
         run_pool(tasks, on_done, workers)
     else:
-        run_local(tasks, on_done)
+        run_local(tasks, on_done, on_start)
