@@ -111,3 +111,24 @@ def test_crown_left_out_above_its_time_cap(tmp_path):
     assert row["values"]["crown_verified_acc"] is None
     assert row["values"]["ibp_verified_acc"] is not None
     assert any("CROWN left out" in w for w in res.card["warnings"])
+
+
+def test_checkpoint_input_is_the_dense_model(tmp_path):
+    import torch
+
+    import sparta
+    from sparta import data, models
+
+    torch.manual_seed(0)
+    dense = models.create("lenet5", dataset=data.load("digits", "train"))
+    sparta.save(dense, tmp_path / "m.safetensors")
+    res = card(
+        **{**TINY, "dataset": "fashion-mnist", "model": "lenet300"},
+        ckpt=str(tmp_path / "m.safetensors"), variants=["oneshot"], pillars=["accuracy"],
+        out=tmp_path, name="c", quiet=True,
+    )  # fmt: skip
+    assert res.card["dataset"] == "digits" and res.card["model"] == "lenet5"
+    cell = sparta.load(res.folder / "cells" / "dense-0.00")
+    a, b = cell.state_dict(), dense.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["label"] for r in res.card["rows"]] == ["dense", "oneshot 50%"]

@@ -373,6 +373,8 @@ def backdoor(ctx: CellContext, model: nn.Module, variant: str, sparsity: float, 
     desc = (
         f"Trojan-ticket scan: {o.backdoor_rounds} IMP rounds on {len(data):,} defender images, "
         f"trigger recovery ({o.backdoor_recover_steps} steps per label) on the dense model and "
-        "the winning ticket; the verdict flags a label whose recovered trigger is anomalous."
+        "the winning ticket; the verdict flags a label whose recovered trigger is anomalous. "
+        "The library's defaults are 10 rounds and 300 steps; with small budgets the verdict "
+        "is noisy (clean models may be flagged)."
     )
     return PillarScore(metrics, desc)

@@ -44,6 +44,14 @@ def _gmp(ctx: CellContext, model: nn.Module, sparsity: float, epochs: int) -> An
     )
 
 
+def structured_fraction(sparsity: float) -> float:
+    """The fraction of channels (neurons) to remove so that about ``sparsity`` of the weights
+    go: removing a fraction c of the channels of consecutive layers removes about
+    ``1 - (1 - c) ** 2`` of the weights between them, so the card's sparsity axis means the
+    same for structured and unstructured recipes."""
+    return 1.0 - math.sqrt(1.0 - sparsity)
+
+
 @VARIANTS.register("dense", sparse=False, summary="the trained dense model")
 def dense(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     """The dense model: ``--ckpt`` as given, or trained for ``--epochs``."""
@@ -135,14 +143,16 @@ def rigl(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     "channel", sparse=True, summary="L1 channel pruning + fine-tune, exported compact"
 )
 def channel(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
-    """L1-norm channel pruning (per layer) of the dense model, then ``finetune_epochs``;
-    the efficiency pillar exports it as a physically smaller model."""
+    """L1-norm channel pruning (per layer) of the dense model, removing the channel fraction
+    that takes about ``sparsity`` of the weights (:func:`structured_fraction`), then
+    ``finetune_epochs``; the efficiency pillar exports it as a physically smaller model."""
     from sparta.sparsity import prune
 
     model = ctx.dense()
-    handle = prune(model, method="l1", sparsity=sparsity, structure="channel", scope="layer")
+    frac = structured_fraction(sparsity)
+    handle = prune(model, method="l1", sparsity=frac, structure="channel", scope="layer")
     ctx.fit(model, ctx.options.finetune_epochs, seed, [handle.callback()], lr=ctx.options.lr / 5)
-    return model, {"epochs": ctx.options.finetune_epochs}
+    return model, {"epochs": ctx.options.finetune_epochs, "channel_fraction": frac}
 
 
 @VARIANTS.register(
@@ -150,14 +160,16 @@ def channel(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
 )
 def stability(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     """Prune the ReLU neurons most often unstable under IBP at ``--cert-eps`` on 512 training
-    images (sparta.certify.prune_unstable), then ``finetune_epochs``."""
+    images (sparta.certify.prune_unstable; the neuron fraction of :func:`structured_fraction`),
+    then ``finetune_epochs``."""
     from sparta.certify import prune_unstable
 
     model = ctx.dense()
     x = ctx.splits().train.x[:512]
-    handle = prune_unstable(model, x, eps=ctx.options.cert_eps, sparsity=sparsity, method="ibp")
+    frac = structured_fraction(sparsity)
+    handle = prune_unstable(model, x, eps=ctx.options.cert_eps, sparsity=frac, method="ibp")
     ctx.fit(model, ctx.options.finetune_epochs, seed, [handle.callback()], lr=ctx.options.lr / 5)
-    return model, {"epochs": ctx.options.finetune_epochs}
+    return model, {"epochs": ctx.options.finetune_epochs, "neuron_fraction": frac}
 
 
 @VARIANTS.register("pgd-at", sparse=False, summary="dense PGD adversarial training (fine-tune)")
