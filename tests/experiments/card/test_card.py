@@ -97,6 +97,7 @@ def test_registries_hold_every_recipe_and_pillar():
     for e in VARIANTS.entries():
         assert isinstance(e.meta["sparse"], bool) and e.doc
     for e in PILLARS.entries():
+        assert e.meta["cost"] > 0 and e.doc
         for m in e.meta["metrics"].values():
             assert m["format"] in ("pct", "float", "int", "bool", "text")
             assert m["better"] in ("higher", "lower", None)

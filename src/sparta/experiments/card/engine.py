@@ -130,7 +130,9 @@ def plan(folder: Path, opts: CardOptions) -> list[list[dict[str, Any]]]:
     models = [(v, s) for v in opts.variants for s in variant_sparsities(opts, v)]
     dense = [task(folder, opts, DENSE, 0.0)]
     others = [task(folder, opts, v, s) for v, s in models if v != DENSE]
-    scores = [task(folder, opts, v, s, p) for v, s in models for p in opts.pillars]
+    # costly pillars first, so that a pool or Ray is not left waiting on one long cell
+    by_cost = sorted(opts.pillars, key=lambda p: -P.PILLARS.get(p).meta.get("cost", 1))
+    scores = [task(folder, opts, v, s, p) for p in by_cost for v, s in models]
     return [dense, others, scores]
 
 

@@ -3,7 +3,8 @@
 A scorer is ``(ctx, model, variant, sparsity, seed) -> PillarScore`` (flat metrics, a
 paragraph of what was measured, warnings). Its registry entry declares ``metrics`` (key ->
 label, better, format; the card's columns, known before anything runs) and ``options`` (the
-CardOptions fields it reads, recorded with every score). Images are chosen by the card seed,
+CardOptions fields it reads, recorded with every score) and a relative ``cost`` (parallel
+executors start the costly cells first). Images are chosen by the card seed,
 so every variant is scored on the same ones; the cell seed drives the method's randomness.
 """
 
@@ -56,6 +57,7 @@ def _test_subset(ctx: CellContext, n: int) -> Any:
 # ------------------------------------------------------------------ accuracy
 @PILLARS.register(
     "accuracy",
+    cost=1,
     metrics={"test_acc": metric("test acc", "higher", "pct")},
     options=("test_subset",),
 )
@@ -115,6 +117,7 @@ def _exports(model: nn.Module) -> dict[str, nn.Module]:
 
 @PILLARS.register(
     "efficiency",
+    cost=2,
     metrics={
         "weight_sparsity": metric("sparsity", None, "pct"),
         "channel_sparsity": metric("channel sparsity", None, "pct"),
@@ -180,6 +183,7 @@ def efficiency(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
 # ------------------------------------------------------------------ robustness
 @PILLARS.register(
     "robustness",
+    cost=2,
     metrics={
         "clean_acc": metric("clean acc (attacked set)", "higher", "pct"),
         "robust_acc": metric("robust acc", "higher", "pct"),
@@ -238,6 +242,7 @@ def _crown(
 
 @PILLARS.register(
     "certification",
+    cost=4,
     metrics={
         "ibp_verified_acc": metric("IBP verified", "higher", "pct"),
         "crown_verified_acc": metric("CROWN verified", "higher", "pct"),
@@ -298,6 +303,7 @@ _BETTER = {"ua": None, "ra": "higher", "ta": "higher", "mia_efficacy": None, "av
 
 @PILLARS.register(
     "unlearning",
+    cost=8,
     metrics={
         f"{m}_{k}": metric(f"{m} {k.replace('_', ' ')}", _BETTER[k], "pct")
         for m in UNLEARN_METHODS
@@ -344,6 +350,7 @@ def trojan_scan(model: nn.Module, data: Any, options: dict[str, Any]) -> Any:
 
 @PILLARS.register(
     "backdoor",
+    cost=10,
     metrics={
         "trojan": metric("trojan flagged", None, "bool"),
         "trojan_target": metric("suspected target", None, "text"),
