@@ -73,7 +73,7 @@ def accuracy(ctx: CellContext, model: nn.Module, variant: str, sparsity: float, 
 
 
 # ------------------------------------------------------------------ efficiency
-def _median_ms(fn: Callable[[], Any]) -> float:
+def _time_ms(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
     return (time.perf_counter() - start) * 1e3
@@ -90,7 +90,7 @@ def measure_latency(
                 m(x)
         for _ in range(repeats):
             for k, m in models.items():
-                times[k].append(_median_ms(lambda m=m: m(x)))
+                times[k].append(_time_ms(lambda m=m: m(x)))
     return {k: statistics.median(v) for k, v in times.items()}
 
 
