@@ -13,7 +13,7 @@ setup: $(STAMP) data
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,card]'
 	@touch $(STAMP)
 
 data:
@@ -27,8 +27,10 @@ $(BROWSER_STAMP): $(STAMP)
 browser: $(BROWSER_STAMP)
 	@bash scripts/ensure-chromium.sh
 
+# The main job: the report card of LeNet-5 on Fashion-MNIST (configs/card-demo.yaml); a second
+# `make demo` reuses every finished cell (--resume) and only prints the table again.
 demo: setup
-	$(BIN)/sparta demo
+	$(BIN)/sparta card --config configs/card-demo.yaml --out runs --name demo --resume
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

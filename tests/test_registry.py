@@ -63,6 +63,8 @@ SPELLINGS = {
     "models": ("mlp", "lenet300"),
     "objectives": ("pgd", "pgd-at"),
     "unlearn": ("l1_sparse", "l1-sparse"),
+    "variants": ("PGD_AT_GMP", "pgd-at-gmp"),
+    "pillars": ("Unlearning", "unlearning"),
 }
 EXPECTED = {
     "attacks": {"pgd", "fgsm", "apgd-ce", "apgd-t", "fab-t", "square", "zo-rge", "mi-fgsm"},
@@ -73,6 +75,8 @@ EXPECTED = {
     "models": {"lenet300", "lenet5", "resnet18", "vgg11", "vit-tiny", "wrn16-4"},
     "objectives": {"standard", "pgd-at", "trades", "fast", "wot", "ibp", "gaussian"},
     "unlearn": {"retrain", "ft", "ga", "rl", "l1-sparse", "salun"},
+    "variants": {"dense", "oneshot", "gmp", "lottery", "rigl", "channel", "stability", "pgd-at"},
+    "pillars": {"accuracy", "efficiency", "robustness", "certification", "unlearning", "backdoor"},
 }
 
 

@@ -39,6 +39,7 @@ COMMANDS = [
     "backdoor",
     "certify",
     "report",
+    "card",
 ]
 
 

@@ -187,6 +187,8 @@ KINDS: dict[str, str] = {
     "certify": "sparta.certify",
     "objectives": "sparta.train.objectives",
     "unlearn": "sparta.unlearn.methods",
+    "variants": "sparta.experiments.card.variants",
+    "pillars": "sparta.experiments.card.pillars",
 }
 
 
