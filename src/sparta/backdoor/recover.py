@@ -164,12 +164,13 @@ class RecoveryResult:
 def anomaly_index(norms: Sequence[float], scale: str = "linear") -> list[float]:
     """``(median - n) / (1.4826 * MAD)`` per norm: large for anomalously *small* norms,
     negative above the median. With MAD = 0, norms below the median get +inf.
-    ``scale="log"`` computes it on ``log(n + 1)`` (see the module doc)."""
+    Both medians are the standard one (the mean of the two middle values for an even
+    count), as Neural Cleanse's MAD. ``scale="log"`` computes it on ``log(n + 1)``."""
     x = torch.as_tensor(list(norms), dtype=torch.float64)
     if scale == "log":
         x = torch.log1p(x.clamp_min(0))
-    med = x.median()
-    mad = MAD_CONSTANT * (x - med).abs().median()
+    med = x.quantile(0.5)  # torch's median() would take the lower middle value
+    mad = MAD_CONSTANT * (x - med).abs().quantile(0.5)
     if float(mad) == 0.0:
         return [float("inf") if v < med else 0.0 if v == med else float("-inf") for v in x]
     return ((med - x) / mad).tolist()
