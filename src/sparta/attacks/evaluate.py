@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta import progress
 from sparta.attacks.base import _ATTACKS, check_eps, check_norm, create, frozen, names
 from sparta.data import ImageDataset
 
@@ -322,7 +323,7 @@ def evaluate(
     for k, (name, atk) in enumerate(runs):
         todo = robust.nonzero().flatten()
         start = time.perf_counter()
-        for i in range(0, len(todo), batch_size):
+        for i in progress.bar(range(0, len(todo), batch_size), desc=f"{name} eps={eps:g}"):
             idx = todo[i : i + batch_size]
             xb, yb = x_all[idx].to(device), y_all[idx].to(device)
             res = atk(xb, yb)
@@ -376,7 +377,7 @@ def robust_curve(
     if not eps_list:
         raise ValueError("eps_list is empty; give at least one eps")
     eps_sorted = sorted(check_eps(e) for e in eps_list)
-    return [evaluate(model, data, e, norm, **kwargs) for e in eps_sorted]
+    return [evaluate(model, data, e, norm, **kwargs) for e in progress.bar(eps_sorted, desc="eps")]
 
 
 def plot_robust_curve(

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta import progress
 from sparta.options import Options, option, require
 from sparta.train.evaluate import frozen
 
@@ -261,7 +262,7 @@ def recover(
     triggers, rates = [], []
     with frozen(model):
         probs = torch.cat([model(chunk).softmax(1) for chunk in pool.split(1000)])
-        for label in labels:
+        for label in progress.bar(labels, desc="trigger recovery", unit="label"):
             x = pool[noise_outside(probs, label, opts.n)]
             trig, rate = reverse_engineer(model, x, label, opts)
             triggers.append(trig)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from scipy.stats import beta, binomtest, norm
 from torch import nn
 
+from sparta import progress
 from sparta.certify.methods import register_certify_method
 from sparta.data import ImageDataset
 from sparta.options import require
@@ -207,7 +208,7 @@ def certify_examples(
     if len(data) == 0:
         raise ValueError("cannot certify an empty dataset")
     start = time.perf_counter()
-    results = [g.certify(x, n0, n, alpha, batch) for x in data.x]
+    results = [g.certify(x, n0, n, alpha, batch) for x in progress.bar(data.x, desc="smoothing")]
     preds = torch.tensor([c for c, _ in results], dtype=torch.long)
     radii = torch.tensor([r for _, r in results], dtype=torch.float64)
     return SmoothingReport(

@@ -9,6 +9,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from sparta import progress
 from sparta.certify.api import METHODS, bounds, check_method
 from sparta.certify.bab import BaB
 from sparta.certify.domain import check_eps, check_norm
@@ -100,7 +101,8 @@ def verify(
     if method == "bab":
         bab = BaB(graph, eps, norm, batch)
         with frozen(model):
-            for i in [i for i, s in enumerate(status) if s == "unknown"]:
+            todo = [i for i, s in enumerate(status) if s == "unknown"]
+            for i in progress.bar(todo, desc="bab examples"):
                 res = bab.run(x[i : i + 1], int(y[i]), timeout, max_branches)
                 branches[i] = res.branches
                 if res.status == "falsified" and _confirmed(
@@ -156,7 +158,7 @@ def verified_accuracy(
         x_all, y_all = x_all[:n], y_all[:n]
     counts = dict.fromkeys(STATUSES, 0)
     total_branches, elapsed = 0, 0.0
-    for i in range(0, len(y_all), batch_size):
+    for i in progress.bar(range(0, len(y_all), batch_size), desc=f"{method} batches"):
         res = verify(
             model,
             x_all[i : i + batch_size],
