@@ -25,7 +25,7 @@ from torch import nn
 
 from sparta import progress
 from sparta.attacks.base import _ATTACKS, check_eps, check_norm, create, frozen, names
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,8 @@ def _as_tensors(
     ``n`` of a plain ``(x, y)`` pair."""
     if n is not None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"n={n!r} is not allowed; expected an integer >= 1")
-    if isinstance(data, ImageDataset):
+    if not isinstance(data, tuple):
+        data = as_dataset(data)
         if n is not None and n < len(data):
             data = data.take(n, seed=seed)
         return data.x, data.y

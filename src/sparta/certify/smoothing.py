@@ -32,7 +32,7 @@ from torch import nn
 
 from sparta import progress
 from sparta.certify.methods import register_certify_method
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.options import require
 from sparta.train.evaluate import eval_mode
 from sparta.train.objectives import Objective, register_objective
@@ -202,7 +202,9 @@ def certify_examples(
     batch: int = 1000,
     seed: int = 0,
 ) -> SmoothingReport:
-    """Run CERTIFY on every example of ``data``; returns the per-example report."""
+    """Run CERTIFY on every example of ``data`` (any dataset or DataLoader of ``(x, y)``);
+    returns the per-example report."""
+    data = as_dataset(data)
     g = smooth(model, sigma, seed)
     check_alpha(alpha)
     if len(data) == 0:

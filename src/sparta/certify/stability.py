@@ -31,7 +31,7 @@ import torch.fx
 from torch import nn
 
 from sparta.certify.api import METHODS
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.sparsity.channels import masks_for
 from sparta.sparsity.groups import PRODUCERS, ChannelGroup, channel_groups
 from sparta.sparsity.handle import SparsityHandle
@@ -43,7 +43,7 @@ _PASS_THROUGH = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Identity, nn.Dropout)
 
 
 def _inputs(data: ImageDataset | torch.Tensor) -> torch.Tensor:
-    x = data.x if isinstance(data, ImageDataset) else data
+    x = data if isinstance(data, torch.Tensor) else as_dataset(data).x
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or len(x) == 0:
         raise ValueError("data must be a non-empty ImageDataset or a batch tensor (N, ...)")
     return x

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta.data import as_dataset
 from sparta.train.callbacks import Callback
 from sparta.train.objectives import Objective, register_objective
 
@@ -196,6 +197,7 @@ def verified_fraction(
     from sparta.train.evaluate import eval_mode
 
     _check_eps(eps)
+    data = as_dataset(data)
     device = next(model.parameters()).device
     verified = 0
     with eval_mode(model):
@@ -215,6 +217,7 @@ class CertifiedValidation(Callback):
     def __init__(
         self, data: ImageDataset, eps: float, method: str = "ibp", n: int | None = None
     ) -> None:
+        data = as_dataset(data)
         self.data = data if n is None or n >= len(data) else data.take(n, seed=0)
         self.eps, self.method = float(eps), method
 

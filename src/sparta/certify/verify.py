@@ -15,6 +15,7 @@ from sparta.certify.bab import BaB
 from sparta.certify.domain import check_eps, check_norm
 from sparta.certify.graph import trace
 from sparta.certify.methods import CERTIFY, register_certify_method
+from sparta.data import as_dataset
 
 STATUSES = ("verified", "falsified", "unknown", "wrong")
 
@@ -142,7 +143,8 @@ def verified_accuracy(
     seed: int = 0,
     **options,
 ) -> dict:
-    """Verify ``n`` examples of ``data`` (an ImageDataset, or an ``(x, y)`` pair) in batches.
+    """Verify ``n`` examples of ``data`` (any dataset or DataLoader of ``(x, y)``, or an
+    ``(x, y)`` pair of tensors) in batches.
 
     Returns flat keys: ``n``, ``verified``, ``falsified``, ``unknown``, ``wrong``,
     ``verified_acc``, ``clean_acc``, ``upper_acc`` (1 - (falsified + wrong) / n), ``branches``,
@@ -151,6 +153,7 @@ def verified_accuracy(
     if isinstance(data, tuple):
         x_all, y_all = data
     else:
+        data = as_dataset(data)
         if n is not None and n < len(data):
             data = data.take(n, seed=seed)
         x_all, y_all = data.x, data.y

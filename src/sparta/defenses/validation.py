@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class RobustValidation(Callback):
     ) -> None:
         from sparta.attacks.base import check_eps, check_norm
 
+        data = as_dataset(data, split="val")
         if len(data) == 0:
             raise ValueError("robust validation needs a non-empty validation split")
         if not isinstance(steps, int) or steps < 1:

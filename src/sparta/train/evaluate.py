@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparta.data import ImageDataset, iterate
+from sparta.data import ImageDataset, as_dataset, iterate
 
 
 @contextlib.contextmanager
@@ -46,7 +46,9 @@ def evaluate(
     batch_size: int = 1000,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """``{"loss", "acc", "n"}`` of ``model`` on ``data`` (mean cross-entropy, accuracy)."""
+    """``{"loss", "acc", "n"}`` of ``model`` on ``data`` (mean cross-entropy, accuracy);
+    ``data``: any dataset or DataLoader of ``(x, y)`` (see :func:`sparta.data.as_dataset`)."""
+    data = as_dataset(data)
     if len(data) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     device = device or next(model.parameters()).device

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sparta import progress
-from sparta.data import ImageDataset, iterate, parse_augment
+from sparta.data import ImageDataset, as_dataset, iterate, parse_augment
 from sparta.io import (
     latest_checkpoint,
     model_meta,
@@ -76,6 +76,9 @@ class Trainer:
         device: torch.device | str | None = None,
         quiet: bool = False,
     ) -> None:
+        train_data = as_dataset(train_data)
+        if val_data is not None:
+            val_data = as_dataset(val_data, split="val", info=train_data.info)
         if len(train_data) == 0:
             raise ValueError("the training set is empty")
         self.config = config
