@@ -264,7 +264,7 @@ def image_folder(
         info = infer_info(x, y, f"{FOLDER_PREFIX}{path}", len(classes), classes)
     else:  # every split carries the train part's metadata (mean/std)
         info = image_folder(path, "train", size, test_fraction, seed).info
-    log.info("image folder %s/%s: %d images of %d classes", root, split, len(y), len(classes))
+    log.info("image folder %s (%s): %d images of %d classes", base, split, len(y), len(classes))
     return ImageDataset(x, y, info, split)
 
 
