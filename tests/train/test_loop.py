@@ -159,3 +159,16 @@ def test_trainer_and_evaluate_take_a_torch_dataset_or_loader(kind):
     for a, b in zip(ref.model.parameters(), got.model.parameters(), strict=True):
         assert torch.equal(a, b)  # the same training, bit for bit
     assert evaluate(got.model, torch_form(data, kind)) == evaluate(ref.model, data)
+
+
+def test_train_takes_splits_of_torch_datasets_and_loaders():
+    from sparta.train import Splits, train
+
+    data = _data(n=128)
+    test = sdata.load("synthetic", "test", n=40, shape=(1, 8, 8), num_classes=4)
+    splits = Splits(torch_form(data, "dataset"), None, torch_form(test, "loader"))
+    res = train(_cfg(epochs=1, model="lenet300", width=0.25), splits=splits, write_run=False)
+    assert res.summary["test_acc"] == evaluate(res.model, test)["acc"]
+    spec = models.spec_of(res.model)["dataset"]  # metadata measured from the data
+    assert spec["input_shape"] == [1, 8, 8] and spec["num_classes"] == 4
+    assert spec["mean"] == pytest.approx([float(data.x.mean())], rel=1e-5)
