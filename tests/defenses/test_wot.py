@@ -11,6 +11,7 @@ from sparta.runs import Run
 from sparta.sparsity.handle import MaskCallback
 from sparta.sparsity.masks import attach
 from sparta.train import BestCheckpoint, TrainConfig, Trainer, create_objective
+from tests.data.helpers import TORCH_FORMS, torch_form
 
 
 def _setup(masked=False, **wot_kw):
@@ -90,3 +91,13 @@ def test_robust_validation_and_best_checkpoint(tmp_path):
     assert all(0 <= h["val_robust_acc"] <= h["val_acc"] for h in hist)
     assert "best_val_robust_acc" in hist[-1] and (tmp_path / "r" / "best.safetensors").is_file()
     assert len(cbs[0].data) == 50
+
+
+@pytest.mark.parametrize("kind", TORCH_FORMS)
+def test_robust_validation_and_wot_take_a_torch_dataset_or_loader(kind):
+    import sparta.attacks.whitebox  # noqa: F401  (registers pgd)
+
+    data = sdata.load("synthetic", "train", n=64, shape=(1, 6, 6), num_classes=4, seed=0)
+    plain = torch_form(data, kind)
+    assert torch.equal(RobustValidation(plain, 0.1, steps=2).data.x, data.x)
+    assert torch.equal(WOT(plain, 0.1, k=2).holdout.y, data.y)
