@@ -75,3 +75,28 @@ def test_loaded_model_survives_deepcopy(tmp_path):
     clone = copy.deepcopy(loaded)
     x = torch.rand(3, 1, 28, 28)
     assert torch.equal(clone(x), loaded(x))
+
+
+def test_a_model_from_an_import_path_reloads_from_its_checkpoint(tmp_path, monkeypatch):
+    (tmp_path / "my_io_models.py").write_text(
+        "from torch import nn\n"
+        "def make_net(num_classes, input_shape):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[1] * input_shape[2], 7),\n"
+        "                         nn.ReLU(), nn.Linear(7, num_classes))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    info = DatasetInfo("toy", (1, 3, 3), 4, (0.5,), (0.25,))
+    net = models.create("my_io_models:make_net", dataset=info)
+    sparta.save(net, tmp_path / "run")
+    back = sparta.load(tmp_path / "run")
+    pairs = zip(net.state_dict().values(), back.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert models.spec_of(back)["name"] == "my_io_models:make_net"
+
+
+def test_saving_an_unregistered_module_says_how_to_make_it_reloadable(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="register_model") as err:
+        sparta.save(net, tmp_path / "x.safetensors")
+    assert "my_pkg.models:make_net" in str(err.value)
+    assert not (tmp_path / "x.safetensors").exists()

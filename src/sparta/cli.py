@@ -398,7 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(levelname)s %(name)s: %(message)s",
         )
         func: Callable[[argparse.Namespace], int] = args.func
+        from sparta import progress
+
         with contextlib.ExitStack() as stack:
+            quiet_before = progress.set_quiet(args.quiet)  # --quiet silences every bar
+            stack.callback(progress.set_quiet, quiet_before)
             if rank > 0:
                 devnull = stack.enter_context(open(os.devnull, "w"))
                 stack.enter_context(contextlib.redirect_stdout(devnull))

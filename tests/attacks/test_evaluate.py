@@ -17,6 +17,7 @@ from sparta.attacks.evaluate import (
     robust_curve,
 )
 from sparta.report.attacks import plot_robust_curve  # the plot is report's, on real reports
+from tests.data.helpers import TORCH_FORMS, torch_form
 
 
 # ---------------------------------------------------------------- stubs
@@ -232,3 +233,12 @@ def test_robust_curve_non_increasing_and_plot(trained, tmp_path):
     assert all(isinstance(r, RobustReport) and r.robust_acc <= r.clean_acc for r in reps)
     png = plot_robust_curve(reps, tmp_path / "curve.png")
     assert png.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("kind", TORCH_FORMS)
+def test_evaluate_takes_a_torch_dataset_or_loader(trained, kind):
+    model, test = trained
+    ref = evaluate(model, test, 0.1, attacks=["fgsm"], n=40, checks=False)
+    got = evaluate(model, torch_form(test, kind), 0.1, attacks=["fgsm"], n=40, checks=False)
+    assert got.n == 40
+    assert torch.equal(got.robust, ref.robust) and got.clean_acc == ref.clean_acc

@@ -1,10 +1,12 @@
 """ASR counts triggered non-target images classified as the target, and nothing else."""
 
+import pytest
 import torch
 from torch import nn
 
-from sparta.backdoor import PatchTrigger, asr, backdoor_metrics
+from sparta.backdoor import PatchTrigger, asr, backdoor_metrics, poison
 from sparta.data import DatasetInfo, ImageDataset
+from tests.data.helpers import TORCH_FORMS, torch_form
 
 INFO = DatasetInfo("toy", (1, 4, 4), 3, (0.5,), (0.5,))
 
@@ -51,3 +53,16 @@ def test_asr_hand_computed_partial():
             return out
 
     assert asr(Partial(), ImageDataset(x, y, INFO), PatchTrigger(1, "br"), target=2) == 3 / 4
+
+
+@pytest.mark.parametrize("kind", TORCH_FORMS)
+def test_asr_and_poison_take_a_torch_dataset_or_loader(kind):
+    x = torch.zeros(6, 1, 4, 4)
+    x[:, 0, 0, 0] = torch.tensor([0, 1, 2, 0, 1, 2]) / 10
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    plain = torch_form(ImageDataset(x, y, INFO), kind)
+    trig = PatchTrigger(size=1, pos="br")
+    assert asr(Stub(), plain, trig, target=2) == 1.0
+    assert backdoor_metrics(Stub(), plain, trig, 2) == {"test_acc": 1.0, "asr": 1.0}
+    p = poison(plain, "badnets:ratio=0.5,target=2,size=1")
+    assert len(p.positions) == 2 and (p.data.y[p.positions] == 2).all()

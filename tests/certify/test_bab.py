@@ -6,8 +6,11 @@ from torch import nn
 
 from sparta.certify import bounds, verified_accuracy, verify
 from sparta.experiments.verify import pgd_falsifier
+from tests.data.helpers import TORCH_FORMS, torch_form
 
 from .helpers import small_model
+
+STATUS_KEYS = ("n", "verified", "falsified", "unknown", "wrong")
 
 EPS = 0.35
 
@@ -82,3 +85,11 @@ def test_verified_accuracy_counts():
     assert out["verified_acc"] == out["verified"] / 20 <= out["clean_acc"]
     with pytest.raises(ValueError, match="method"):
         verified_accuracy(model, ds, 0.01, method="lp", n=2)
+
+
+@pytest.mark.parametrize("kind", TORCH_FORMS)
+def test_verified_accuracy_takes_a_torch_dataset_or_loader(kind):
+    model, ds = small_model("lenet5", (1, 8, 8), 0.25)
+    ref = verified_accuracy(model, ds, 0.01, method="crown", n=12, batch_size=8)
+    got = verified_accuracy(model, torch_form(ds, kind), 0.01, method="crown", n=12, batch_size=8)
+    assert {k: got[k] for k in STATUS_KEYS} == {k: ref[k] for k in STATUS_KEYS}

@@ -19,6 +19,7 @@ from sparta.certify.smoothing import (
 )
 from sparta.report.certify import plot_certified_curve
 from sparta.train import create_objective
+from tests.data.helpers import TORCH_FORMS, torch_form
 
 
 class Constant(nn.Module):
@@ -162,3 +163,14 @@ def test_cli_noise_sigma_trains_with_gaussian_noise(tmp_path, capsys):
     assert code == 0, capsys.readouterr()
     config = yaml.safe_load((tmp_path / "n" / "config.yaml").read_text())
     assert config["noise_sigma"] == 0.25
+
+
+@pytest.mark.parametrize("kind", TORCH_FORMS)
+def test_certify_dataset_takes_a_torch_dataset_or_loader(kind):
+    data = sdata.load("synthetic", "test", n=6, shape=(1, 3, 3), num_classes=4, seed=0)
+    data.y[:] = 2
+    data.y[0] = 1
+    ref = certify_dataset(Constant(2), data, 0.25, n0=10, n=100, alpha=0.01)
+    got = certify_dataset(Constant(2), torch_form(data, kind), 0.25, n0=10, n=100, alpha=0.01)
+    assert got["certified_acc_r0"] == ref["certified_acc_r0"] == pytest.approx(5 / 6)
+    assert got["mean_radius"] == ref["mean_radius"]

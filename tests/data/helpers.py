@@ -38,3 +38,16 @@ def make_mnist_like(
         write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", labels)
         out[split] = (images, labels)
     return out
+
+
+def torch_form(ds, kind: str):
+    """``ds`` (an ImageDataset) as plain torch data: ``"dataset"`` (a TensorDataset) or
+    ``"loader"`` (a DataLoader of batches of 7, in order), without sparta's metadata."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    plain = TensorDataset(ds.x, ds.y)
+    return plain if kind == "dataset" else DataLoader(plain, batch_size=7)
+
+
+#: the forms every pillar's entry point accepts besides sparta's ImageDataset
+TORCH_FORMS = ("dataset", "loader")

@@ -11,6 +11,7 @@ from sparta.runs import Run
 from sparta.sparsity.handle import MaskCallback
 from sparta.sparsity.masks import attach
 from sparta.train import BestCheckpoint, TrainConfig, Trainer, create_objective
+from tests.data.helpers import TORCH_FORMS, torch_form
 
 
 def _setup(masked=False, **wot_kw):
@@ -123,3 +124,13 @@ def test_killed_wot_run_resumes_to_identical_weights(tmp_path):
     assert "train_robust_acc" in rows[-1] and "train_acc" not in rows[-1]
     summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert "train_robust_acc" in summary and "train_acc" not in summary
+
+
+@pytest.mark.parametrize("kind", TORCH_FORMS)
+def test_robust_validation_and_wot_take_a_torch_dataset_or_loader(kind):
+    import sparta.attacks.whitebox  # noqa: F401  (registers pgd)
+
+    data = sdata.load("synthetic", "train", n=64, shape=(1, 6, 6), num_classes=4, seed=0)
+    plain = torch_form(data, kind)
+    assert torch.equal(RobustValidation(plain, 0.1, steps=2).data.x, data.x)
+    assert torch.equal(WOT(plain, 0.1, k=2).holdout.y, data.y)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
 from torch import nn
 
+from sparta import models
 from sparta.data.base import DatasetInfo, ImageDataset
 from sparta.models import create, from_spec, names, register_model, spec_of
 from sparta.models.registry import entry, resolve_dataset
@@ -146,3 +148,50 @@ def test_dataset_name_with_real_data_package() -> None:
     model = create("lenet5", "fashion-mnist")
     assert spec_of(model)["dataset"]["input_shape"] == [1, 28, 28]
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+# ------------------------------------------------------------------ your own model
+USER_MODELS = """
+import torch
+from torch import nn
+
+
+def make_net(num_classes, input_shape, hidden=16):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(),
+                         nn.Linear(hidden, num_classes))
+
+
+def with_info(info, width=1.0, **kw):
+    return make_net(info.num_classes, info.input_shape, int(8 * width))
+
+
+def not_a_module(info):
+    return 3
+"""
+
+
+@pytest.fixture()
+def user_models(tmp_path, monkeypatch):
+    (tmp_path / "my_models_mod.py").write_text(USER_MODELS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "my_models_mod"
+    sys.modules.pop("my_models_mod", None)
+
+
+def test_create_from_an_import_path_records_it(user_models):
+    info = DatasetInfo("toy", (1, 4, 4), 3, (0.5,), (0.25,))
+    net = models.create(f"{user_models}:make_net", dataset=info, hidden=5)
+    assert net[1].out_features == 5 and net[3].out_features == 3
+    spec = models.spec_of(net)
+    assert spec["name"] == f"{user_models}:make_net" and spec["kwargs"] == {"hidden": 5}
+    again = models.from_spec(spec)
+    assert [p.shape for p in again.parameters()] == [p.shape for p in net.parameters()]
+    wide = models.create(f"{user_models}:with_info", dataset=info, width=2.0)
+    assert wide[1].out_features == 16  # info and width passed by name
+    with pytest.raises(ValueError, match="has no option 'depth'"):
+        models.create(f"{user_models}:make_net", dataset=info, depth=3)
+    with pytest.raises(ValueError, match="not an nn.Module"):
+        models.create(f"{user_models}:not_a_module", dataset=info)
+    with pytest.raises(ValueError, match="cannot import module 'nowhere_xyz'"):
+        models.create("nowhere_xyz:make_net", dataset=info)

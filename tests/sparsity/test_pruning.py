@@ -12,6 +12,7 @@ from sparta.sparsity.masks import masks_of, prunable_parameters
 from sparta.sparsity.pruning import prune
 from sparta.sparsity.structures import parse_structure
 from sparta.sparsity.topk import n_keep
+from tests.data.helpers import TORCH_FORMS, torch_form
 
 CRITERIA = ["random", "magnitude", "snip", "grasp", "synflow", "taylor"]
 SPARSITY = 0.8
@@ -185,3 +186,14 @@ def test_channel_pruning_reports_channel_and_weight_sparsity_separately(data):
     assert 0 < h.weight_sparsity() < 1 and 0 < h.sparsity() < 1
     unstructured = prune(_fresh("conv2", 0.25, data.info), "magnitude", 0.5)
     assert unstructured.weight_sparsity() == unstructured.sparsity() == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("kind", TORCH_FORMS)
+def test_data_criteria_take_a_torch_dataset_or_loader(kind, data):
+    masks = {}
+    for form in (data, torch_form(data, kind)):
+        model = _fresh("lenet300", 0.32, data.info)
+        prune(model, "snip", SPARSITY, data=form, seed=0)
+        masks[form is data] = {k: m.clone() for k, m in masks_of(model).items()}
+    assert masks[True].keys() == masks[False].keys()
+    assert all(torch.equal(masks[True][k], masks[False][k]) for k in masks[True])

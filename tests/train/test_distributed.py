@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 
@@ -42,13 +43,16 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
         env=env,
         capture_output=True,
     )
-    subprocess.run(
+    with socket.socket() as s:  # a free port: a fixed one clashes with other runs
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ddp = subprocess.run(
         [
             sys.executable,
             "-m",
             "torch.distributed.run",
             "--nproc_per_node=2",
-            "--master_port=29533",
+            f"--master_port={port}",
             "-m",
             "sparta",
             *ARGS,
@@ -57,10 +61,11 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
             "--name",
             "ddp",
         ],
-        check=True,
         env=env,
         capture_output=True,
+        text=True,
     )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
     a = load_file(str(tmp_path / "single" / "model.safetensors"))
     b = load_file(str(tmp_path / "ddp" / "model.safetensors"))
     assert a.keys() == b.keys()

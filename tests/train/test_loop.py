@@ -8,6 +8,7 @@ from sparta import data as sdata
 from sparta import models
 from sparta.runs import Run
 from sparta.train import Callback, TrainConfig, Trainer, evaluate
+from tests.data.helpers import TORCH_FORMS, torch_form
 
 
 def _data(n=512, seed=0):
@@ -16,7 +17,8 @@ def _data(n=512, seed=0):
 
 def _fit(cfg, data, run=None, resume=False, callbacks=()):
     torch.manual_seed(cfg.seed)
-    model = models.create("lenet300", dataset=data.info, width=0.25)
+    info = data.info if hasattr(data, "info") else _data().info
+    model = models.create("lenet300", dataset=info, width=0.25)
     trainer = Trainer(model, data, cfg, callbacks=callbacks, run=run, quiet=True)
     trainer.fit(resume=resume)
     return trainer
@@ -148,3 +150,25 @@ def test_evaluate_restores_mode_and_counts_exactly():
     want = (hits * -math.log(e / (e + 3)) + (10 - hits) * -math.log(1 / (e + 3))) / 10
     assert res["loss"] == pytest.approx(want, rel=1e-6)
     assert res["n"] == 10
+
+
+@pytest.mark.parametrize("kind", TORCH_FORMS)
+def test_trainer_and_evaluate_take_a_torch_dataset_or_loader(kind):
+    data, cfg = _data(n=128), _cfg(epochs=2)
+    ref, got = _fit(cfg, data), _fit(cfg, torch_form(data, kind))
+    for a, b in zip(ref.model.parameters(), got.model.parameters(), strict=True):
+        assert torch.equal(a, b)  # the same training, bit for bit
+    assert evaluate(got.model, torch_form(data, kind)) == evaluate(ref.model, data)
+
+
+def test_train_takes_splits_of_torch_datasets_and_loaders():
+    from sparta.train import Splits, train
+
+    data = _data(n=128)
+    test = sdata.load("synthetic", "test", n=40, shape=(1, 8, 8), num_classes=4)
+    splits = Splits(torch_form(data, "dataset"), None, torch_form(test, "loader"))
+    res = train(_cfg(epochs=1, model="lenet300", width=0.25), splits=splits, write_run=False)
+    assert res.summary["test_acc"] == evaluate(res.model, test)["acc"]
+    spec = models.spec_of(res.model)["dataset"]  # metadata measured from the data
+    assert spec["input_shape"] == [1, 8, 8] and spec["num_classes"] == 4
+    assert spec["mean"] == pytest.approx([float(data.x.mean())], rel=1e-5)

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from sparta.unlearn import make_setting, parse_forget, read_sets
+from sparta.unlearn import make_setting, parse_forget, read_sets, run
+from tests.data.helpers import TORCH_FORMS, torch_form
 
 from .conftest import tiny_data
 
@@ -71,3 +72,18 @@ def test_bad_forget_specs(spec, needle):
 def test_parse_roundtrip():
     assert str(parse_forget("random:0.10")) == "random:0.1"
     assert str(parse_forget("class:5,3,5")) == "class:3,5"
+
+
+@pytest.mark.parametrize("kind", TORCH_FORMS)
+def test_settings_and_run_take_a_torch_dataset_or_loader(kind, trained):
+    model, train, test, cfg = trained
+    plain_train, plain_test = torch_form(train, kind), torch_form(test, kind)
+    s = make_setting(plain_train, plain_test, "class:1")
+    assert torch.equal(s.forget_pos, make_setting(train, test, "class:1").forget_pos)
+    opts = {"epochs": 1, "mia_max": 20}
+    ref = run(model, train, test, "ft", forget="class:1", options=opts, train_config=cfg)
+    got = run(model, plain_train, plain_test, "ft", forget="class:1", options=opts,
+              train_config=cfg)  # fmt: skip
+    assert {k: got.summary[k] for k in ("ua", "ra", "ta")} == {
+        k: ref.summary[k] for k in ("ua", "ra", "ta")
+    }

@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta import progress
 from sparta.attacks.base import _ATTACKS, check_eps, check_norm, create, frozen, names
 from sparta.checks import check_int
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.models.utils import device_of
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,8 @@ def _as_tensors(
     ``n`` of a plain ``(x, y)`` pair."""
     if n is not None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"n={n!r} is not allowed; expected an integer >= 1")
-    if isinstance(data, ImageDataset):
+    if not isinstance(data, tuple):
+        data = as_dataset(data)
         if n is not None and n < len(data):
             data = data.take(n, seed=seed)
         return data.x, data.y
@@ -315,7 +317,7 @@ def evaluate(
     for k, (name, atk) in enumerate(runs):
         todo = robust.nonzero().flatten()
         start = time.perf_counter()
-        for i in range(0, len(todo), batch_size):
+        for i in progress.bar(range(0, len(todo), batch_size), desc=f"{name} eps={eps:g}"):
             idx = todo[i : i + batch_size]
             xb, yb = x_all[idx].to(device), y_all[idx].to(device)
             res = atk(xb, yb)
@@ -369,4 +371,4 @@ def robust_curve(
     if not eps_list:
         raise ValueError("eps_list is empty; give at least one eps")
     eps_sorted = sorted(check_eps(e) for e in eps_list)
-    return [evaluate(model, data, e, norm, **kwargs) for e in eps_sorted]
+    return [evaluate(model, data, e, norm, **kwargs) for e in progress.bar(eps_sorted, desc="eps")]

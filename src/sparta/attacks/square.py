@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparta import progress
+
 from .base import Attack, AttackResult, ce_loss, margin_loss, register_attack
 from .zo import check_budget, query
 
@@ -173,7 +175,8 @@ class Square(Attack):
         obj_best = self._objective(logits_best, y, target)
         success = self.success_of(logits_best, y, target)
         queries = torch.ones(n, dtype=torch.long, device=x.device)
-        for it in range(self.n_queries - 1 if self.eps > 0 else 0):
+        steps = range(self.n_queries - 1 if self.eps > 0 else 0)
+        for it in progress.bar(steps, desc="square queries", unit="query"):
             idx = (~success).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from sparta.backdoor.poison import Trigger
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.train.evaluate import evaluate, predict
 
 
@@ -19,6 +19,7 @@ def asr(
 ) -> float:
     """Attack success rate: the share of triggered images whose true class is not ``target``
     that ``model`` classifies as ``target``. Target-class images are left out."""
+    data = as_dataset(data)
     keep = torch.nonzero(data.y.cpu() != target).flatten()
     if len(keep) == 0:
         raise ValueError(f"no test image outside the target class {target}; ASR is undefined")
@@ -40,6 +41,7 @@ def backdoor_metrics(
     model: nn.Module, data: ImageDataset, trigger: Trigger, target: int, batch_size: int = 1000
 ) -> dict[str, float]:
     """``{"test_acc", "asr"}`` of ``model`` on ``data``."""
+    data = as_dataset(data)
     return {
         "test_acc": clean_accuracy(model, data, batch_size),
         "asr": asr(model, data, trigger, target, batch_size),

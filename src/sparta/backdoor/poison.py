@@ -22,7 +22,7 @@ from typing import Protocol
 
 import torch
 
-from sparta.data import DatasetInfo, ImageDataset
+from sparta.data import DatasetInfo, ImageDataset, as_dataset
 from sparta.options import Options, option, require
 
 KINDS = ("badnets", "blended")
@@ -261,6 +261,7 @@ class PoisonedData:
 
 def stamp(data: ImageDataset, trigger: Trigger) -> ImageDataset:
     """Every sample of ``data`` with the trigger stamped on; labels unchanged."""
+    data = as_dataset(data)
     trigger.check(tuple(data.input_shape))
     return dataclasses.replace(data, x=trigger.apply(data.x))
 
@@ -273,6 +274,7 @@ def poison(data: ImageDataset, config: PoisonConfig | str) -> PoisonedData:
     input dataset, are left untouched.
     """
     cfg = parse_poison(config)
+    data = as_dataset(data)
     cfg.check(data)
     y = data.y.cpu()
     eligible = torch.nonzero((y == cfg.target) if cfg.clean_label else (y != cfg.target)).flatten()

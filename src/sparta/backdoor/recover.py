@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparta import progress
 from sparta.io import read_checkpoint, write_checkpoint
 from sparta.options import Options, option, require
 from sparta.train.evaluate import frozen
@@ -183,12 +184,13 @@ class RecoveryResult:
 def anomaly_index(norms: Sequence[float], scale: str = "linear") -> list[float]:
     """``(median - n) / (1.4826 * MAD)`` per norm: large for anomalously *small* norms,
     negative above the median. With MAD = 0, norms below the median get +inf.
-    ``scale="log"`` computes it on ``log(n + 1)`` (see the module doc)."""
+    Both medians are the standard one (the mean of the two middle values for an even
+    count), as Neural Cleanse's MAD. ``scale="log"`` computes it on ``log(n + 1)``."""
     x = torch.as_tensor(list(norms), dtype=torch.float64)
     if scale == "log":
         x = torch.log1p(x.clamp_min(0))
-    med = x.median()
-    mad = MAD_CONSTANT * (x - med).abs().median()
+    med = x.quantile(0.5)  # torch's median() would take the lower middle value
+    mad = MAD_CONSTANT * (x - med).abs().quantile(0.5)
     if float(mad) == 0.0:
         return [float("inf") if v < med else 0.0 if v == med else float("-inf") for v in x]
     return ((med - x) / mad).tolist()
@@ -279,7 +281,7 @@ def recover(
     triggers, rates = [], []
     with frozen(model):
         probs = torch.cat([model(chunk).softmax(1) for chunk in pool.split(1000)])
-        for label in labels:
+        for label in progress.bar(labels, desc="trigger recovery", unit="label"):
             x = pool[noise_outside(probs, label, opts.n)]
             trig, rate = reverse_engineer(model, x, label, opts)
             triggers.append(trig)

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.models.utils import device_of, eval_mode, input_shape_of
 
 INITS = ("bounds", "identity")
@@ -181,7 +181,7 @@ def graft(
     relus = {n for n, m in model.named_modules() if isinstance(m, nn.ReLU)}
     x = None
     if data is not None:
-        x = data.x if isinstance(data, ImageDataset) else data
+        x = data if isinstance(data, torch.Tensor) else as_dataset(data).x
     if (fraction is not None or init == "bounds") and x is None:
         raise ValueError("graft needs data (inputs) for fraction= or init='bounds'")
     if fraction is not None:

@@ -21,6 +21,7 @@ of every module.
 from __future__ import annotations
 
 import abc
+import math
 import operator
 import weakref
 from collections.abc import Callable, Sequence
@@ -38,7 +39,9 @@ Interval = tuple[torch.Tensor, torch.Tensor]
 
 SUPPORTED = (
     "Normalize, Flatten, Linear, Conv2d, ReLU, BatchNorm1d/2d (eval), AvgPool2d, "
-    "AdaptiveAvgPool2d, MaxPool2d, Dropout, Identity, GraftedReLU and residual '+'"
+    "AdaptiveAvgPool2d, MaxPool2d, Dropout, Identity, GraftedReLU and residual '+'; "
+    "as functions: relu, max_pool2d, avg_pool2d, adaptive_avg_pool2d, flatten, view, reshape, "
+    "dropout, and linear/conv2d on the model's own parameters"
 )
 
 
@@ -216,6 +219,45 @@ class Reshape(Affine):
         return a.reshape(a.shape[0], *self.in_shape)
 
 
+class View(Reshape):
+    """``x.view``/``x.reshape`` that keeps the batch dimension: per-example ``out_shape``."""
+
+    def __init__(self, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+        super().__init__(in_shape, None)
+        self.out_shape = tuple(out_shape)
+
+    def lin(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.out_shape)
+
+    abs_lin = lin
+
+
+class _Params:
+    """The weight/bias (and conv options) a functional ``linear``/``conv2d`` reads from the
+    model's own parameters, looked up at call time so a traced graph follows training."""
+
+    def __init__(self, root: nn.Module, weight: str, bias: str | None, **conv: object) -> None:
+        self.root, self._weight, self._bias = root, weight, bias
+        self.padding_mode = "zeros"
+        for k, v in conv.items():
+            setattr(self, k, v)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return _attr(self.root, self._weight)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return None if self._bias is None else _attr(self.root, self._bias)
+
+
+def _attr(root: nn.Module, target: str) -> torch.Tensor:
+    obj: object = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj  # type: ignore[return-value]
+
+
 class ReLUOp(Op):
     kind = "relu"
 
@@ -354,6 +396,8 @@ class Graph:
 
 
 class _Tracer(torch.fx.Tracer):
+    record_stack_traces = True  # so an unsupported op is named with its source line
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         leaf = isinstance(m, Normalize | GraftedReLU)
         return leaf or super().is_leaf_module(m, qualname)
@@ -404,11 +448,139 @@ def _module_op(m: nn.Module, in_shape: tuple, out_shape: tuple) -> Op:
     return Reshape(in_shape, None)  # Dropout (eval) and Identity
 
 
-def _function_op(node: torch.fx.Node, in_shape: tuple) -> Op:
+_MAXPOOL = (F.max_pool2d, torch.max_pool2d)
+_AVGPOOL = (F.avg_pool2d,)
+_DROPOUT = (F.dropout, torch.dropout, F.dropout2d)
+
+
+def _arg(node: torch.fx.Node, i: int, key: str, default: object) -> object:
+    """Positional argument ``i`` (counting the input as 0) or keyword ``key`` of a call."""
+    return node.args[i] if len(node.args) > i else node.kwargs.get(key, default)
+
+
+def _pool_module(node: torch.fx.Node, kind: str) -> nn.Module:
+    """The pooling module a functional pool call stands for (same options)."""
+    if kind == "max":
+        if _arg(node, 6, "return_indices", False):
+            raise ValueError("return_indices")
+        return nn.MaxPool2d(
+            _arg(node, 1, "kernel_size", None), _arg(node, 2, "stride", None),  # type: ignore[arg-type]
+            _arg(node, 3, "padding", 0), _arg(node, 4, "dilation", 1),  # type: ignore[arg-type]
+            ceil_mode=bool(_arg(node, 5, "ceil_mode", False)),
+        )  # fmt: skip
+    if kind == "adaptive":
+        return nn.AdaptiveAvgPool2d(_arg(node, 1, "output_size", None))  # type: ignore[arg-type]
+    return nn.AvgPool2d(
+        _arg(node, 1, "kernel_size", None), _arg(node, 2, "stride", None),  # type: ignore[arg-type]
+        _arg(node, 3, "padding", 0), bool(_arg(node, 4, "ceil_mode", False)),  # type: ignore[arg-type]
+        bool(_arg(node, 5, "count_include_pad", True)), _arg(node, 6, "divisor_override", None),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _view_shape(node: torch.fx.Node, in_shape: tuple, meta: dict) -> tuple[int, ...] | None:
+    """Per-example shape of a view/reshape that keeps the batch dimension first (else None)."""
+    shape = list(node.args[1:]) if node.op == "call_method" else [node.args[1]]
+    if "shape" in node.kwargs or "size" in node.kwargs:
+        shape = [node.kwargs.get("shape", node.kwargs.get("size"))]
+    if len(shape) == 1 and isinstance(shape[0], list | tuple):
+        shape = list(shape[0])
+    dims = [meta.get(d.name) if isinstance(d, torch.fx.Node) else d for d in shape]
+    if not dims or not (dims[0] == "batch" or dims[0] == -1):
+        return None
+    rest = dims[1:]
+    if not all(isinstance(d, int) for d in rest) or (dims[0] == "batch" and rest.count(-1) > 1):
+        return None
+    total = 1
+    for s in in_shape:
+        total *= s
+    if dims[0] == -1 and -1 in rest:
+        return None
+    known = 1
+    for d in rest:
+        known *= d if d != -1 else 1
+    if -1 in rest:
+        if known == 0 or total % known:
+            return None
+        rest = [total // known if d == -1 else d for d in rest]
+    return tuple(rest) if known and math.prod(rest) == total else None
+
+
+def _params_of(node: torch.fx.Node, meta: dict, root: nn.Module, conv: bool) -> _Params | None:
+    """The functional linear/conv2d's weight and bias, when both are the model's parameters."""
+    w, b = _arg(node, 1, "weight", None), _arg(node, 2, "bias", None)
+    if not (isinstance(w, torch.fx.Node) and isinstance(meta.get(w.name), tuple)):
+        return None
+    if b is not None and not (isinstance(b, torch.fx.Node) and isinstance(meta.get(b.name), tuple)):
+        return None
+    bias = None if b is None else meta[b.name][1]
+    if not conv:
+        return _Params(root, meta[w.name][1], bias)
+    weight = _attr(root, meta[w.name][1])
+    pair = torch.nn.modules.utils._pair
+    padding = _arg(node, 4, "padding", 0)
+    return _Params(
+        root, meta[w.name][1], bias, kernel_size=tuple(weight.shape[2:]),
+        stride=pair(_arg(node, 3, "stride", 1)),  # type: ignore[arg-type]
+        padding=padding if isinstance(padding, str) else pair(padding),  # type: ignore[arg-type]
+        dilation=pair(_arg(node, 5, "dilation", 1)),  # type: ignore[arg-type]
+        groups=int(_arg(node, 6, "groups", 1)),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _source(node: torch.fx.Node) -> str:
+    """``file:line: code`` of the user's line that made ``node`` ('' when not recorded)."""
+    lines = (node.stack_trace or "").splitlines()
+    for i, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith("File ") and "/torch/" not in text:
+            try:
+                path = text.split('"')[1]
+                num = text.split(", line ")[1].split(",")[0]
+            except IndexError:
+                continue
+            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            return f"{path}:{num}: {code}" if code else f"{path}:{num}"
+    return ""
+
+
+def _function_op(
+    node: torch.fx.Node,
+    in_shape: tuple,
+    meta: dict | None = None,
+    root: nn.Module | None = None,
+) -> Op:
+    meta = meta if meta is not None else {}
     t = node.target
-    tensors = [a for a in node.args if isinstance(a, torch.fx.Node)]
-    if node.op == "call_function" and t in _ADD and len(tensors) == 2 and not node.kwargs:
+    tensors = [a for a in node.args if isinstance(a, torch.fx.Node) and a.name not in meta]
+    fn = node.op == "call_function"
+    if fn and t in _ADD and len(tensors) == 2 and not node.kwargs:
         return AddOp()
+    try:
+        if fn and t in _MAXPOOL:
+            return MaxPoolOp(_pool_module(node, "max"))  # type: ignore[arg-type]
+        if fn and t in _AVGPOOL:
+            return PoolOp(_pool_module(node, "avg"), in_shape)
+        if fn and t is F.adaptive_avg_pool2d:
+            return PoolOp(_pool_module(node, "adaptive"), in_shape)
+    except (TypeError, ValueError) as e:
+        raise unsupported(f"pool options of '{node.name}' ({e}){_at(node)}") from None
+    if fn and t in _DROPOUT:
+        return Reshape(in_shape, None)  # eval semantics: the identity
+    if (fn and t is torch.reshape) or (node.op == "call_method" and t in ("view", "reshape")):
+        shape = _view_shape(node, in_shape, meta)
+        if shape is not None:
+            return View(in_shape, shape)
+        raise unsupported(f"a {t if isinstance(t, str) else 'reshape'} that does not keep the "
+                          f"batch dimension first ('{node.name}'){_at(node)}")  # fmt: skip
+    if root is not None and fn and t in (F.linear, torch.conv2d):
+        params = _params_of(node, meta, root, conv=t is torch.conv2d)
+        if params is None:
+            raise unsupported(
+                f"'{node.name}' with weights that are not the model's own parameters{_at(node)}"
+            )
+        if t is F.linear:
+            return LinearOp(params)  # type: ignore[arg-type]
+        return ConvOp(params, in_shape, ())  # type: ignore[arg-type]
     if (node.op == "call_function" and t in _RELU) or (node.op == "call_method" and t == "relu"):
         if node.kwargs.get("inplace") or len(node.args) > 1:
             raise unsupported(f"in-place relu '{node.name}'")
@@ -422,7 +594,12 @@ def _function_op(node: torch.fx.Node, in_shape: tuple) -> Op:
         if start != 0 and end == -1:
             return Reshape(in_shape, int(start))
     name = getattr(t, "__name__", str(t))
-    raise unsupported(f"operation '{name}' (node '{node.name}')")
+    raise unsupported(f"operation '{name}' (node '{node.name}'){_at(node)}")
+
+
+def _at(node: torch.fx.Node) -> str:
+    where = _source(node)
+    return f" at {where}" if where else ""
 
 
 def _check_modules(gm: torch.fx.GraphModule, method: str) -> None:
@@ -432,9 +609,10 @@ def _check_modules(gm: torch.fx.GraphModule, method: str) -> None:
             m = gm.get_submodule(node.target)
             if not isinstance(m, _MODULE_OPS):
                 raise unsupported(f"layer '{node.target}' ({type(m).__name__})", method)
-    for node in gm.graph.nodes:
-        if node.op == "get_attr":
-            raise unsupported(f"parameter use '{node.target}' outside a layer", method)
+    for node in gm.graph.nodes:  # parameters are read by functional linear/conv2d only
+        if node.op == "get_attr" and any(u.target not in (F.linear, torch.conv2d)
+                                         for u in node.users):  # fmt: skip
+            raise unsupported(f"parameter use '{node.target}' outside a layer{_at(node)}", method)
 
 
 # model -> (module signature, {input shape: graph})
@@ -469,12 +647,49 @@ def trace(model: nn.Module, input_shape: Sequence[int], method: str = "certify")
     except Exception as e:  # noqa: BLE001  (tracing failures are a kind of "unsupported")
         raise unsupported(f"model {type(model).__name__} (torch.fx: {e})", method) from e
     _check_modules(gm, method)
-    graph = _build(gm, key, method)
+    graph = _build(gm, key, method, model)
     per_model[key] = graph
     return graph
 
 
-def _build(gm: torch.fx.GraphModule, input_shape: tuple, method: str) -> Graph:
+def _meta_node(
+    fx: torch.fx.Node, meta: dict, shapes: dict, names: dict, input_shape: tuple
+) -> bool:
+    """Record ``fx`` in ``meta`` when it is a parameter read or a size query; True if so."""
+    if fx.op == "get_attr":
+        meta[fx.name] = ("param", str(fx.target))
+        return True
+    src = fx.args[0] if fx.args else None
+    if not isinstance(src, torch.fx.Node):
+        return False
+    per_example = meta.get(src.name)
+    if src.name not in meta and src.name in names:
+        per_example = shapes.get(names[src.name], input_shape)
+    if fx.op == "call_method" and fx.target == "size" and src.name not in meta:
+        dim = _arg(fx, 1, "dim", None)
+        if isinstance(dim, int):
+            meta[fx.name] = "batch" if dim == 0 else int(per_example[dim - 1] if dim > 0
+                                                          else per_example[dim])  # fmt: skip
+        else:
+            meta[fx.name] = ("shape", tuple(per_example))
+        return True
+    if fx.op == "call_function" and fx.target is getattr and fx.args[1] == "shape":
+        if src.name not in meta:
+            meta[fx.name] = ("shape", tuple(per_example))
+            return True
+    if fx.op == "call_function" and fx.target is operator.getitem and isinstance(
+        meta.get(src.name), tuple) and meta[src.name][0] == "shape":  # fmt: skip
+        i = fx.args[1]
+        if isinstance(i, int):
+            meta[fx.name] = "batch" if i == 0 else int(meta[src.name][1][i - 1 if i > 0 else i])
+            return True
+    return False
+
+
+def _build(
+    gm: torch.fx.GraphModule, input_shape: tuple, method: str, root: nn.Module | None = None
+) -> Graph:
+    """The graph of ``gm``; functional ops read their parameters from ``root`` (the model)."""
     tensors = [*gm.parameters(), *gm.buffers()]
     device = tensors[0].device if tensors else torch.device("cpu")
     nodes: list[Node] = []
@@ -485,8 +700,13 @@ def _build(gm: torch.fx.GraphModule, input_shape: tuple, method: str) -> Graph:
         if fx.op == "call_module":
             counts[fx.target] = counts.get(fx.target, 0) + 1
     names: dict[str, str] = {}
+    # fx nodes that are no tensor of the graph: parameters ("param", target), the batch size
+    # ("batch": x.size(0), x.shape[0]), other sizes (ints) and shapes ("shape", per-example)
+    meta: dict[str, object] = {}
     output = None
     for fx in gm.graph.nodes:
+        if _meta_node(fx, meta, shapes, names, input_shape):
+            continue
         if fx.op == "placeholder":
             if nodes:
                 raise unsupported("a model with more than one input", method)
@@ -500,7 +720,7 @@ def _build(gm: torch.fx.GraphModule, input_shape: tuple, method: str) -> Graph:
                 raise unsupported("a model whose output is not one tensor", method)
             output = names[arg.name]
             break
-        args = [a for a in fx.args if isinstance(a, torch.fx.Node)]
+        args = [a for a in fx.args if isinstance(a, torch.fx.Node) and a.name not in meta]
         inputs = [names[a.name] for a in args]
         in_shape = shapes.get(inputs[0], input_shape) if inputs else input_shape
         x_in = [vals[i] for i in inputs]
@@ -508,7 +728,7 @@ def _build(gm: torch.fx.GraphModule, input_shape: tuple, method: str) -> Graph:
             op = _module_op(gm.get_submodule(fx.target), in_shape, ())
             name = fx.target if counts[fx.target] == 1 else fx.name
         else:
-            op, name = _function_op(fx, in_shape), fx.name
+            op, name = _function_op(fx, in_shape, meta, gm if root is None else root), fx.name
         with torch.no_grad():
             out = op.forward(*x_in)
         if isinstance(op, ConvOp):

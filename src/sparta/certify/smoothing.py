@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from scipy.stats import beta, binomtest, norm
 from torch import nn
 
+from sparta import progress
 from sparta.certify.methods import register_certify_method
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.io import write_json
 from sparta.models.utils import device_of, eval_mode
 from sparta.options import require
@@ -224,13 +225,15 @@ def certify_examples(
     batch: int = 1000,
     seed: int = 0,
 ) -> SmoothingReport:
-    """Run CERTIFY on every example of ``data``; returns the per-example report."""
+    """Run CERTIFY on every example of ``data`` (any dataset or DataLoader of ``(x, y)``);
+    returns the per-example report."""
+    data = as_dataset(data)
     g = smooth(model, sigma, seed)
     check_alpha(alpha)
     if len(data) == 0:
         raise ValueError("cannot certify an empty dataset")
     start = time.perf_counter()
-    results = [g.certify(x, n0, n, alpha, batch) for x in data.x]
+    results = [g.certify(x, n0, n, alpha, batch) for x in progress.bar(data.x, desc="smoothing")]
     preds = torch.tensor([c for c, _ in results], dtype=torch.long)
     radii = torch.tensor([r for _, r in results], dtype=torch.float64)
     return SmoothingReport(

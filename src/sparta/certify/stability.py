@@ -26,12 +26,12 @@ from torch import nn
 
 from sparta.certify.api import METHODS
 from sparta.checks import check_eps
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.models.utils import device_of
 
 
 def _inputs(data: ImageDataset | torch.Tensor) -> torch.Tensor:
-    x = data.x if isinstance(data, ImageDataset) else data
+    x = data if isinstance(data, torch.Tensor) else as_dataset(data).x
     if not isinstance(x, torch.Tensor) or x.ndim < 2 or len(x) == 0:
         raise ValueError("data must be a non-empty ImageDataset or a batch tensor (N, ...)")
     return x

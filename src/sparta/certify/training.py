@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.checks import check_eps
+from sparta.data import as_dataset
 from sparta.models.utils import bare, device_of, eval_mode
 from sparta.train.callbacks import Callback
 from sparta.train.objectives import Objective, register_objective
@@ -186,6 +187,7 @@ def verified_fraction(
     from sparta.certify import bounds
 
     check_eps(eps)
+    data = as_dataset(data)
     device = device_of(model)
     verified = 0
     with eval_mode(model):
@@ -205,6 +207,7 @@ class CertifiedValidation(Callback):
     def __init__(
         self, data: ImageDataset, eps: float, method: str = "ibp", n: int | None = None
     ) -> None:
+        data = as_dataset(data)
         self.data = data if n is None or n >= len(data) else data.take(n, seed=0)
         self.eps, self.method = float(eps), method
 

@@ -15,11 +15,13 @@ from functools import partial
 import torch
 from torch import nn
 
+from sparta import progress
 from sparta.certify.api import METHODS, bounds, check_method
 from sparta.certify.bab import BaB
 from sparta.certify.domain import check_eps, check_norm
 from sparta.certify.graph import trace
 from sparta.certify.methods import CERTIFY, register_certify_method
+from sparta.data import as_dataset
 from sparta.models.utils import frozen
 
 Falsifier = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, str], torch.Tensor]
@@ -114,7 +116,8 @@ def verify(
     if method == "bab":
         bab = BaB(graph, eps, norm, batch)
         with frozen(model):
-            for i in [i for i, s in enumerate(status) if s == "unknown"]:
+            todo = [i for i, s in enumerate(status) if s == "unknown"]
+            for i in progress.bar(todo, desc="bab examples"):
                 res = bab.run(x[i : i + 1], int(y[i]), timeout, max_branches)
                 branches[i] = res.branches
                 if res.status == "falsified" and _confirmed(
@@ -154,7 +157,8 @@ def verified_accuracy(
     seed: int = 0,
     **options,
 ) -> dict:
-    """Verify ``n`` examples of ``data`` (an ImageDataset, or an ``(x, y)`` pair) in batches.
+    """Verify ``n`` examples of ``data`` (any dataset or DataLoader of ``(x, y)``, or an
+    ``(x, y)`` pair of tensors) in batches.
 
     Returns flat keys: ``n``, ``verified``, ``falsified``, ``unknown``, ``wrong``,
     ``verified_acc``, ``clean_acc``, ``upper_acc`` (1 - (falsified + wrong) / n), ``branches``,
@@ -163,6 +167,7 @@ def verified_accuracy(
     if isinstance(data, tuple):
         x_all, y_all = data
     else:
+        data = as_dataset(data)
         if n is not None and n < len(data):
             data = data.take(n, seed=seed)
         x_all, y_all = data.x, data.y
@@ -170,7 +175,7 @@ def verified_accuracy(
         x_all, y_all = x_all[:n], y_all[:n]
     counts = dict.fromkeys(STATUSES, 0)
     total_branches, elapsed = 0, 0.0
-    for i in range(0, len(y_all), batch_size):
+    for i in progress.bar(range(0, len(y_all), batch_size), desc=f"{method} batches"):
         res = verify(
             model,
             x_all[i : i + batch_size],

@@ -51,10 +51,12 @@ def check_names(cfg: Any) -> None:
 
     from sparta import data as sdata
     from sparta import models
+    from sparta.data.adapt import is_import_path
     from sparta.data.augment import parse_augment
 
     info = sdata.info(cfg.dataset)
-    models.entry(cfg.model)
+    if not is_import_path(cfg.model):  # a user's `pkg.module:make_net` is built below
+        models.entry(cfg.model)
     parse_augment(cfg.augment)
     with torch.random.fork_rng(devices=[]):  # leave the seeded init untouched
         models.create(cfg.model, dataset=info, width=cfg.width)

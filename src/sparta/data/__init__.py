@@ -1,6 +1,7 @@
 """Datasets in pixel space [0, 1] (NCHW, float32), splits and batch augmentations."""
 
 from . import cifar, digits, idx, synthetic  # noqa: F401  (register the built-in datasets)
+from .adapt import as_dataset, image_folder
 from .augment import Compose, HorizontalFlip, RandomCrop, parse_augment
 from .base import DatasetInfo, ImageDataset, iterate
 from .registry import available, info, load, names, register_dataset
@@ -9,6 +10,8 @@ from .splits import train_val_split
 __all__ = [
     "DatasetInfo",
     "ImageDataset",
+    "as_dataset",
+    "image_folder",
     "iterate",
     "load",
     "info",

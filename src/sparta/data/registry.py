@@ -16,6 +16,7 @@ from typing import Any
 
 from sparta.registry import Entry, Registry
 
+from .adapt import FOLDER_PREFIX, image_folder, is_import_path, load_import_path
 from .base import DatasetInfo, ImageDataset
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,10 @@ def _check_options(entry: Entry[Loader], kw: dict[str, Any]) -> None:
 
 
 def info(name: str, **kw: Any) -> DatasetInfo:
-    """A dataset's :class:`DatasetInfo` without loading it (``kw`` as for :func:`load`)."""
+    """A dataset's :class:`DatasetInfo` without loading it (``kw`` as for :func:`load`);
+    an image folder or an import path (see :func:`load`) is loaded to measure it."""
+    if _external(name):
+        return load(name, "train", **kw).info
     entry = _entry(name)
     _check_options(entry, kw)
     fixed = entry.meta["info"]
@@ -101,7 +105,17 @@ def load(
     Files are looked for in ``root`` (when given), ``$SPARTA_DATA/<name>``, ``$SPARTA_DATA``,
     ``~/.cache/sparta/<name>`` and ``/usr/share/datasets/<name>``; with ``download=True``
     missing files are fetched (checked by checksum) into ``root`` or ``~/.cache/sparta/<name>``.
+
+    Your own data: ``"folder:/path"`` reads an image folder (:func:`~sparta.data.image_folder`,
+    ``kw`` such as ``size=``) and an import path ``"my_pkg.data:load"`` calls that function
+    (:func:`~sparta.data.adapt.load_import_path`); both record ``name`` as given in ``info``.
     """
+    if _external(name):
+        if split not in (*SPLITS, "val"):
+            raise ValueError(f"unknown split {split!r} for {name!r}; allowed: {', '.join(SPLITS)}")
+        if name.startswith(FOLDER_PREFIX):
+            return image_folder(name[len(FOLDER_PREFIX) :], split, **kw)
+        return load_import_path(name, split, **kw)
     entry = _entry(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} for {name!r}; allowed: {', '.join(SPLITS)}")
@@ -113,6 +127,11 @@ def load(
         "loaded %s/%s: %d samples of shape %s", entry.name, split, len(ds), tuple(ds.x.shape[1:])
     )
     return ds
+
+
+def _external(name: Any) -> bool:
+    """A dataset given as ``folder:/path`` or an import path, not a registered name."""
+    return isinstance(name, str) and (name.startswith(FOLDER_PREFIX) or is_import_path(name))
 
 
 def search_dirs(name: str, root: str | os.PathLike[str] | None = None) -> list[Path]:

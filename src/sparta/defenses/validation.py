@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sparta.checks import check_eps, check_int, check_norm
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ class RobustValidation(Callback):
         seed: int = 0,
         **attack_options: Any,
     ) -> None:
+        data = as_dataset(data, split="val")
         if len(data) == 0:
             raise ValueError("robust validation needs a non-empty validation split")
         check_int("steps", steps)

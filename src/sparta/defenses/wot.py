@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.attacks.base import ce_loss
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.defenses.craft import check_attack_options, perturb
 from sparta.defenses.pgd_at import _pgd_at
 from sparta.models.utils import eval_mode, train_mode
@@ -91,6 +91,7 @@ class WOT(Callback):
             raise ValueError(f"wot fit_steps={fit_steps!r} is not allowed; expected an int >= 1")
         if not 0 <= start < 1:
             raise ValueError(f"wot start={start!r} is not allowed; expected a fraction in [0, 1)")
+        holdout = as_dataset(holdout, split="val")
         if len(holdout) == 0:
             raise ValueError("WOT needs a non-empty held-out split")
         self.holdout = holdout

@@ -18,7 +18,7 @@ from torch import nn
 
 from sparta.backdoor.metrics import backdoor_metrics
 from sparta.backdoor.poison import PoisonedData
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.train import TrainConfig
 from sparta.unlearn import ForgetSpec, Setting, UnlearnOptions, UnlearnResult
 from sparta.unlearn import run as unlearn_run
@@ -69,6 +69,7 @@ def remove(
     and the unlearning figures (``ua``, ``ra``, ``ta``, ``mia_efficacy``, ``rte_s``).
     """
     trigger, target = poisoned.trigger, poisoned.config.target
+    test = as_dataset(test, split="test", info=poisoned.data.info)
     before = backdoor_metrics(model, test, trigger, target)
     setting = poisoned_setting(poisoned, test)
     result = unlearn_run(

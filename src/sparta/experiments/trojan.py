@@ -55,7 +55,7 @@ from torch import nn
 from sparta.backdoor.metrics import asr
 from sparta.backdoor.poison import Trigger
 from sparta.backdoor.recover import RecoveredTrigger, RecoverOptions, RecoveryResult, recover
-from sparta.data import DatasetInfo, ImageDataset
+from sparta.data import DatasetInfo, ImageDataset, as_dataset
 from sparta.options import Options, option, require
 from sparta.sparsity.allocation import check_distribution
 from sparta.sparsity.handle import MaskCallback
@@ -302,6 +302,8 @@ def detect(
     ``trigger``/``target`` add ASR (evaluation only). ``model`` is never modified.
     """
     opts = options or DetectOptions()
+    data = None if data is None else as_dataset(data)
+    test = None if test is None else as_dataset(test, split="test")
     suspect = copy.deepcopy(model).to(opts.device).eval()
     if opts.data_free:
         data = noise_data(suspect, _info(suspect, data, test), opts.noise_n, opts.seed)

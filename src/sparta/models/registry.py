@@ -170,8 +170,16 @@ def create(
     dataset name resolved by ``sparta.data.info``. Extra keyword ``options`` go to the builder
     (``kwargs=`` is merged in as well, so ``create(**spec_of(model))`` works). The model gets a
     ``sparta_spec`` dict attribute from which :func:`from_spec` rebuilds it.
+
+    Your own model: ``name`` may be an import path ``"my_pkg.models:make_net"``. The callable
+    gets, of ``info`` (the DatasetInfo), ``num_classes``, ``input_shape`` and ``width``, those
+    it names as parameters, plus the ``options``; it returns the ``nn.Module``. The spec
+    records the path as given, so a checkpoint reloads it wherever the module is importable.
     """
-    e = entry(name)
+    from sparta.data.adapt import import_callable, is_import_path
+
+    own = is_import_path(name)
+    e = _own_entry(name, import_callable(name, "model")) if own else entry(name)
     info = resolve_dataset(dataset)
     _check_info(info)
     if isinstance(width, bool) or not isinstance(width, int | float):
@@ -179,7 +187,7 @@ def create(
     if not (width > 0 and math.isfinite(width)):
         raise ValueError(f"width must be a positive number, got {width!r}")
     opts = {**(kwargs or {}), **options}
-    bad = sorted(set(opts) - set(e.options))
+    bad = sorted(set(opts) - set(e.options)) if e.options != ("**",) else []
     if bad:
         allowed = ", ".join(e.options) or "none"
         raise ValueError(f"model {e.name!r} has no option {bad[0]!r}; allowed options: {allowed}")
@@ -189,7 +197,12 @@ def create(
         raise ValueError(
             f"model options must be JSON-serialisable so checkpoints can rebuild the model: {err}"
         ) from None
-    model = e.builder(info, width=float(width), **opts)
+    if own:
+        model = e.builder(**_own_arguments(e.builder, info, float(width)), **opts)
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model {name!r} returned {type(model).__name__}, not an nn.Module")
+    else:
+        model = e.builder(info, width=float(width), **opts)
     setattr(
         model,
         SPEC_ATTR,
@@ -203,6 +216,29 @@ def create(
     return model
 
 
+_OWN_ARGUMENTS = ("info", "num_classes", "input_shape", "width")
+
+
+def _own_entry(name: str, fn: Callable[..., nn.Module]) -> ModelEntry:
+    """A registry-like entry for a user's builder given by import path."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        options: tuple[str, ...] = ("**",)
+    else:
+        options = tuple(
+            p.name for p in params
+            if p.name not in _OWN_ARGUMENTS and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )  # fmt: skip
+    return ModelEntry(name, fn, "custom", (), options)
+
+
+def _own_arguments(fn: Callable[..., nn.Module], info: DatasetInfo, width: float) -> dict:
+    named = inspect.signature(fn).parameters
+    values = {"info": info, "num_classes": info.num_classes,
+              "input_shape": tuple(info.input_shape), "width": width}  # fmt: skip
+    return {k: v for k, v in values.items() if k in named}
+
+
 def spec_of(model: nn.Module) -> dict[str, Any]:
     """A copy of the spec that :func:`create` attached to ``model`` (JSON-able)."""
     for m in (model, getattr(model, "module", None), getattr(model, "_orig_mod", None)):
@@ -210,7 +246,11 @@ def spec_of(model: nn.Module) -> dict[str, Any]:
         if isinstance(spec, dict):
             return copy.deepcopy(spec)
     raise ValueError(
-        f"{type(model).__name__} has no {SPEC_ATTR!r}: it was not built by sparta.models.create"
+        f"{type(model).__name__} has no {SPEC_ATTR!r}: it was not built by sparta.models.create, "
+        "so a checkpoint could not rebuild it. To make it reloadable, register its builder "
+        "(@sparta.models.register_model('my-net') on fn(info, width=1.0) -> nn.Module) and build "
+        "it with sparta.models.create('my-net', dataset=...), or build it from an import path: "
+        "sparta.models.create('my_pkg.models:make_net', dataset=...)"
     )
 
 

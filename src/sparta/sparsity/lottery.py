@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparta import models
+from sparta import models, progress
 from sparta.data import ImageDataset
 from sparta.io import read_checkpoint, restore_model, save, write_checkpoint
 from sparta.options import Options, option, require
@@ -281,6 +281,7 @@ def imp(
     *,
     train: Callable[[nn.Module, int], nn.Module | None] | None = None,
     rewind: Callable[[], Mapping[str, torch.Tensor]] | None = None,
+    quiet: bool = False,
 ) -> Iterator[ImpLevel]:
     """Iterative pruning with rewinding: yield level 0 and ``levels`` pruned levels.
 
@@ -288,14 +289,15 @@ def imp(
     ``prune(ticket of L-1, L)`` (e.g. :func:`imp_masks`); its ticket is a copy of the
     untrained ``model`` rewound to ``rewind()`` (default: ``model``'s state as given) with
     those masks, then ``train(ticket, L)`` (which may return another module, e.g. one read
-    back from disk). ``model`` itself is only changed by ``train``.
+    back from disk). ``model`` itself is only changed by ``train``. A progress bar counts
+    the pruned levels (``quiet=True``: none).
     """
     template = copy.deepcopy(model)
     point = None if rewind is not None else copy.deepcopy(model.state_dict())
     ticket = (train(model, 0) if train is not None else None) or model
     previous = ImpLevel(0, ticket, {}, prune)
     yield previous
-    for level in range(1, levels + 1):
+    for level in progress.bar(range(1, levels + 1), desc="IMP levels", unit="level", quiet=quiet):
         masks = previous.next_masks
         ticket = rewound(template, rewind() if rewind is not None else point, masks)
         ticket = (train(ticket, level) if train is not None else None) or ticket
@@ -557,6 +559,7 @@ def run_lottery(
         functools.partial(_level_mask, ctx),
         train=train,
         rewind=ctx.rewind_point,
+        quiet=quiet,
     ):
         pass
     last = levels[-1]

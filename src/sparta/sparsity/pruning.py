@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.sparsity.allocation import check_distribution
 from sparta.sparsity.criteria import criterion, score
 from sparta.sparsity.handle import SparsityHandle
@@ -126,6 +126,7 @@ def prune(
     """
     if scope is not None:
         distribution = scope
+    data = None if data is None else as_dataset(data)
     check_sparsity(sparsity)
     distribution = check_distribution(distribution)
     st = parse_structure(structure)

@@ -48,6 +48,14 @@ def load_splits(cfg: TrainConfig) -> Splits:
     return Splits(train, val, test)
 
 
+def _adapted(splits: Splits) -> Splits:
+    """``splits`` whose parts may be any dataset or DataLoader of ``(x, y)``, as ImageDatasets
+    (validation and test carry the training part's metadata)."""
+    train = sdata.as_dataset(splits.train)
+    val = None if splits.val is None else sdata.as_dataset(splits.val, split="val", info=train.info)
+    return Splits(train, val, sdata.as_dataset(splits.test, split="test", info=train.info))
+
+
 _PER_EPOCH_ONLY = ("epoch", "step", "lr", "epoch_time_s")
 
 
@@ -89,7 +97,7 @@ def train(
     dist = setup(cfg.device)
     device = device_for(cfg.device, dist)
     torch.manual_seed(cfg.seed)
-    splits = load_splits(cfg) if splits is None else splits
+    splits = load_splits(cfg) if splits is None else _adapted(splits)
     if model is None:
         model = models.create(cfg.model, dataset=splits.train.info, width=cfg.width)
     full_config = {**cfg.to_dict(), **(extra_config or {})}

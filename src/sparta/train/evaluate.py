@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparta.data import ImageDataset, iterate
+from sparta.data import ImageDataset, as_dataset, iterate
 from sparta.models.utils import device_of, eval_mode, frozen
 
 __all__ = ["eval_mode", "evaluate", "frozen", "predict"]  # eval_mode, frozen: from models
@@ -19,7 +19,9 @@ def evaluate(
     batch_size: int = 1000,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """``{"loss", "acc", "n"}`` of ``model`` on ``data`` (mean cross-entropy, accuracy)."""
+    """``{"loss", "acc", "n"}`` of ``model`` on ``data`` (mean cross-entropy, accuracy);
+    ``data``: any dataset or DataLoader of ``(x, y)`` (see :func:`sparta.data.as_dataset`)."""
+    data = as_dataset(data)
     if len(data) == 0:
         raise ValueError("cannot evaluate on an empty dataset")
     device = device or device_of(model)

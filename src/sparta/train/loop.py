@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from sparta.data import ImageDataset, iterate, parse_augment
+from sparta import progress
+from sparta.data import ImageDataset, as_dataset, iterate, parse_augment
 from sparta.io import (
     latest_checkpoint,
     model_meta,
@@ -77,6 +76,9 @@ class Trainer:
         device: torch.device | str | None = None,
         quiet: bool = False,
     ) -> None:
+        train_data = as_dataset(train_data)
+        if val_data is not None:
+            val_data = as_dataset(val_data, split="val", info=train_data.info)
         if len(train_data) == 0:
             raise ValueError("the training set is empty")
         self.config = config
@@ -167,12 +169,11 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
-        bar = tqdm(
+        bar = progress.bar(
             batches,
             total=self.steps_per_epoch,
             desc=f"epoch {self.epoch + 1}",
-            leave=False,
-            disable=self.quiet or not sys.stderr.isatty() or not self.is_main,
+            quiet=self.quiet or not self.is_main,
         )
         n, world = len(self.train_data), self.dist.world_size
         for i, (x, y) in enumerate(bar):

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.models.count import weight_sparsity
 from sparta.runs import Run
 from sparta.train import TrainConfig
@@ -45,8 +45,9 @@ class UnlearnResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def check_dataset(model: nn.Module, data: ImageDataset) -> None:
-    """Raise ValueError when ``model`` (built by sparta) was trained on another dataset."""
+def check_dataset(model: nn.Module, data: ImageDataset, check_name: bool = True) -> None:
+    """Raise ValueError when ``model`` (built by sparta) was trained on another dataset
+    (another input shape or class count; with ``check_name`` also another dataset name)."""
     spec = getattr(model, "sparta_spec", None)
     if not isinstance(spec, dict) or "dataset" not in spec:
         return
@@ -54,7 +55,8 @@ def check_dataset(model: nn.Module, data: ImageDataset) -> None:
     name = ds.get("name")
     shape = tuple(ds.get("input_shape", data.input_shape))
     classes = ds.get("num_classes", data.num_classes)
-    if name != data.name or shape != tuple(data.input_shape) or classes != data.num_classes:
+    other = check_name and name != data.name
+    if other or shape != tuple(data.input_shape) or classes != data.num_classes:
         raise ValueError(
             f"the checkpoint was trained on {name} (inputs {shape}, {classes} classes), not "
             f"on the requested dataset {data.name}; use --dataset {name} or another checkpoint"
@@ -99,7 +101,10 @@ def run(
     opts = options if isinstance(options, UnlearnOptions) else UnlearnOptions(**(options or {}))
     get_method(method)
     base = train_config or TrainConfig()
-    check_dataset(model, train)
+    named = isinstance(train, ImageDataset)  # a Dataset of yours has no registry name to check
+    train = as_dataset(train)
+    test = as_dataset(test, split="test", info=train.info)
+    check_dataset(model, train, check_name=named)
     setting = setting or make_setting(train, test, forget, seed=opts.seed)
     work = copy.deepcopy(model).to(opts.device)
     device = torch.device(opts.device)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 
 SETS_FILE = "sets.json"
 
@@ -101,7 +101,10 @@ class Setting:
 def make_setting(
     train: ImageDataset, test: ImageDataset, forget: str | ForgetSpec, seed: int = 0
 ) -> Setting:
-    """Split ``train`` by the forget spec (random forgetting is seeded by ``seed``)."""
+    """Split ``train`` by the forget spec (random forgetting is seeded by ``seed``); ``train``
+    and ``test`` may be any dataset or DataLoader of ``(x, y)``."""
+    train = as_dataset(train)
+    test = as_dataset(test, split="test", info=train.info)
     spec = parse_forget(forget)
     n = len(train)
     if spec.kind == "random":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,11 +217,11 @@ def _check_same(path: Path, recorded: dict[str, Any]) -> None:
 
 
 def _progress(total: int, quiet: bool) -> Any:
-    if quiet or not total or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
+    from sparta import progress
 
-    return tqdm(total=total, unit="cell", desc="card", dynamic_ncols=True)
+    if not total or not progress.enabled(quiet):
+        return None
+    return progress.bar(total=total, unit="cell", desc="card", leave=True)
 
 
 def assemble(folder: Path, opts: CardOptions) -> dict[str, Any]:

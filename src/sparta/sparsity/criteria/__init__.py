@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparta.data import ImageDataset
+from sparta.data import ImageDataset, as_dataset
 from sparta.registry import Registry, canonical
 
 Criterion = Callable[..., dict[str, torch.Tensor]]
@@ -114,7 +114,7 @@ def score(
         )
     if entry.needs_data and data is None:
         raise ValueError(f"pruning method {name!r} needs data (pass a dataset)")
-    scores = entry.fn(model, dict(params), data, **opts)
+    scores = entry.fn(model, dict(params), None if data is None else as_dataset(data), **opts)
     for n, p in params.items():
         if n not in scores or tuple(scores[n].shape) != tuple(p.shape):
             raise ValueError(f"criterion {name!r} returned no score of shape {tuple(p.shape)}")
