@@ -36,7 +36,7 @@ def main() -> None:
     opts = CardOptions(
         dataset="fashion-mnist",
         model="lenet5",
-        variants=[*DEFAULT_VARIANTS, "pgd-at", "pgd-at-gmp"],
+        variants=list(DEFAULT_VARIANTS),
         sparsities=[0.5, 0.8, 0.9, 0.95],
         workers=args.workers,
         executor=args.executor,

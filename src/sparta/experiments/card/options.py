@@ -10,7 +10,17 @@ from sparta.options import Options, option, require
 EXECUTORS = ("local", "ray")
 SUITES = ("fast", "standard")
 
-DEFAULT_VARIANTS = ("dense", "oneshot", "gmp", "lottery", "rigl", "channel", "stability")
+DEFAULT_VARIANTS = (
+    "dense",
+    "oneshot",
+    "gmp",
+    "lottery",
+    "rigl",
+    "channel",
+    "stability",
+    "pgd-at",
+    "pgd-at-gmp",
+)
 DEFAULT_SPARSITIES = (0.5, 0.8, 0.9, 0.95)
 
 

@@ -121,7 +121,7 @@ def _exports(model: nn.Module) -> dict[str, nn.Module]:
     "efficiency",
     cost=2,
     metrics={
-        "weight_sparsity": metric("sparsity", None, "pct"),
+        "weight_sparsity": metric("weight sparsity", None, "pct"),
         "channel_sparsity": metric("channel sparsity", None, "pct"),
         "params": metric("params kept", "lower", "int"),
         "macs": metric("MACs kept", "lower", "int"),
