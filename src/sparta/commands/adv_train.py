@@ -22,12 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from sparta.checks import NORMS
 from sparta.commands.train import EXTENSIONS, TrainExtension, TrainPlan
 from sparta.options import Options, option, require
-from sparta.registry import get_registry
+from sparta.registry import canonical, get_registry
 
 ADV_METHODS = ("", *get_registry("objectives").aliases(adversarial=True))  # "pgd" = "pgd-at"
-NORMS = ("linf", "l2")
 
 
 @dataclass
@@ -52,6 +52,8 @@ class AdvTrainOptions(Options):
     val_n: int = option(1000, "robust validation on at most this many examples (0: all)")
 
     def __post_init__(self) -> None:
+        if canonical(self.adv) in ADV_METHODS[1:]:  # recorded by its name: --adv pgd is pgd-at
+            self.adv = get_registry("objectives").resolve(self.adv)
         self.validate()
 
     def validate(self) -> None:
@@ -90,8 +92,8 @@ def objective_of(opts: AdvTrainOptions, seed: int = 0, label_smoothing: float = 
         return create_objective("trades", steps=opts.adv_steps, beta=opts.trades_beta, **common)
     if opts.adv == "fast":
         return create_objective("fast", label_smoothing=label_smoothing, **common)
-    return create_objective(
-        "pgd-at", steps=opts.adv_steps, label_smoothing=label_smoothing, **common
+    return create_objective(  # pgd-at, or wot (PGD-AT; setup adds the WOT callback)
+        opts.adv, steps=opts.adv_steps, label_smoothing=label_smoothing, **common
     )
 
 
