@@ -56,7 +56,8 @@ class Parser(argparse.ArgumentParser):
 
 # ------------------------------------------------------------------ flags from dataclasses
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--flag`` per dataclass field, with its help, type and choices; defaults are
+    """One ``--flag`` per dataclass field, with its help, type and choices (an optional
+    positional argument instead for a field marked ``positional=True``); defaults are
     suppressed so that only flags the user typed override the config file."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -65,6 +66,9 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = "required" if f.metadata.get("required") else f"default: {default!r}"
         help_ = f"{f.metadata.get('help', '')} ({shown})".replace("%", "%%")
+        if f.metadata.get("positional"):
+            parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_)
+            continue
         kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
