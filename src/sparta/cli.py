@@ -154,6 +154,7 @@ class Command(abc.ABC):
     options: ClassVar[tuple[type, ...]] = ()  # Options dataclasses: the flags
     folder: ClassVar[str] = "run"  # "run", "eval" (inside --ckpt's run folder) or "none"
     resumable: ClassVar[bool] = False  # has state to resume (--resume, --override)
+    free_on_resume: ClassVar[tuple[str, ...]] = ()  # options that may differ on --resume
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -245,6 +246,7 @@ class Command(abc.ABC):
         base = {k: v for k, v in recorded.items() if k in known}
         typed = {**file_values, **{k: v for k, v in vars(args).items() if k in known}}
         allowed = {a.strip().lstrip("-").replace("-", "_") for a in args.override.split(",")}
+        allowed |= set(self.free_on_resume)
         differ = []
         for kind in self.option_types():
             names = {f.name for f in dataclasses.fields(kind)}
