@@ -343,11 +343,8 @@ class RewoundTrainer(Trainer):
         if self.step >= self.start_step:
             return super().train_step(x, y, weight)
         self.step += 1  # a step of the schedule before the rewind point: skipped
-        mode = self.model.training
-        self.model.eval()
-        with torch.no_grad():
+        with models.eval_mode(self.model), torch.no_grad():
             loss, logits = self.objective(self._forward, x, y)
-        self.model.train(mode)
         return loss, logits
 
 

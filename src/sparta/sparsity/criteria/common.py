@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.data import ImageDataset
-from sparta.models.utils import device_of, train_mode
+from sparta.models.utils import device_of, grad_flags, train_mode
 
 
 @contextlib.contextmanager
@@ -22,16 +22,13 @@ def scoring(
     Afterwards every module's mode, every parameter's ``requires_grad`` and every buffer
     (BatchNorm statistics move in train mode) are restored.
     """
-    flags = [(p, p.requires_grad) for p in model.parameters()]
     buffers = [(b, b.detach().clone()) for b in model.buffers()] if train else []
-    with train_mode(model, train):
+    with train_mode(model, train), grad_flags(model):
         for p in params.values():
             p.requires_grad_(True)
         try:
             yield model
         finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
             with torch.no_grad():
                 for b, saved in buffers:
                     b.copy_(saved)
