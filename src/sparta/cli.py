@@ -66,8 +66,10 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = "required" if f.metadata.get("required") else f"default: {default!r}"
         help_ = f"{f.metadata.get('help', '')} ({shown})".replace("%", "%%")
-        if f.metadata.get("positional"):
-            parser.add_argument(f.name, nargs="?", default=argparse.SUPPRESS, help=help_)
+        if f.metadata.get("positional"):  # a list takes one or more values, else one or none
+            many = typing.get_origin(kind) in (list, tuple)
+            nargs = "+" if many and f.metadata.get("required") else "*" if many else "?"
+            parser.add_argument(f.name, nargs=nargs, default=argparse.SUPPRESS, help=help_)
             continue
         kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
         if kind is bool:
