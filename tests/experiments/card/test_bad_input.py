@@ -79,3 +79,4 @@ def test_cli_prints_the_table_and_the_page(tmp_path, capsys):
 def test_names_resolve_to_canonical_and_dense_comes_first():
     opts = engine.resolve_options(**TINY, variants=["GMP,oneshot"], pillars=["Accuracy"])
     assert opts.variants == ["dense", "gmp", "oneshot"] and opts.pillars == ["accuracy"]
+    assert engine.resolve_options(**{**TINY, "model": "LeNet5"}).model == "lenet5"

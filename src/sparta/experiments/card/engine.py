@@ -82,12 +82,9 @@ def resolve_options(options: CardOptions | None = None, **overrides: Any) -> Car
         opts.dataset, opts.model = spec["dataset"]["name"], spec["name"]
     _check_dataset(opts.dataset)
     if not opts.ckpt:
-        from sparta.models import names as model_names
+        from sparta.models.registry import MODELS
 
-        if opts.model not in model_names():
-            raise ValueError(
-                f"model {opts.model!r} is not known; allowed: {', '.join(model_names())}"
-            )
+        opts.model = MODELS.resolve(opts.model)  # `LeNet5` is lenet5; unknown names raise
     return opts
 
 
