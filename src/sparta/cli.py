@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sparta.options import Options, option
+from sparta.options import Options, check_unchanged, option
 
 EXIT_USAGE = 2
 COMMANDS = [
@@ -249,20 +249,15 @@ class Command(abc.ABC):
         typed = {**file_values, **{k: v for k, v in vars(args).items() if k in known}}
         allowed = {a.strip().lstrip("-").replace("-", "_") for a in args.override.split(",")}
         allowed |= set(self.free_on_resume)
-        differ = []
+        old: dict[str, Any] = {}
+        new: dict[str, Any] = {}
         for kind in self.option_types():
             names = {f.name for f in dataclasses.fields(kind)}
             before = kind.from_dict({k: v for k, v in base.items() if k in names})
             after = kind.from_dict({k: v for k, v in {**base, **typed}.items() if k in names})
             for name in sorted(names & set(typed)):
-                old, new = getattr(before, name), getattr(after, name)
-                if old != new and name not in allowed:
-                    differ.append(f"{_flag(name)} {new!r} (recorded: {old!r})")
-        if differ:
-            raise ValueError(
-                f"--resume continues {folder} with its recorded config.yaml, but "
-                f"{'; '.join(differ)} differ; drop them, or allow them with --override"
-            )
+                old[name], new[name] = getattr(before, name), getattr(after, name)
+        check_unchanged(folder, old, new, allowed)
         return {**base, **typed}
 
     # ------------------------------------------------------------------ what commands use

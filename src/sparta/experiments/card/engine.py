@@ -209,18 +209,12 @@ def open_folder(
 
 def _check_same(path: Path, recorded: dict[str, Any]) -> None:
     """A resumed card must have been made with the same number-changing options."""
-    import yaml
+    from sparta.options import check_unchanged
+    from sparta.train.config import read_yaml
 
-    cfg_file = path / "config.yaml"
-    if not cfg_file.is_file():
-        return
-    old = yaml.safe_load(cfg_file.read_text()) or {}
-    for k, v in recorded.items():
-        if k in old and old[k] != v and not (isinstance(v, float) and old[k] == v):
-            raise ValueError(
-                f"{k}={v!r} differs from the card folder's {old[k]!r} ({path}); use the same "
-                "options to resume, or --name for a new card"
-            )
+    if (path / "config.yaml").is_file():
+        hint = "use the same options to resume, or --name for a new card"
+        check_unchanged(path, read_yaml(path / "config.yaml"), recorded, hint=hint)
 
 
 def _progress(total: int, quiet: bool) -> Any:
