@@ -53,7 +53,7 @@ from sparta.options import Options, option, require
 from sparta.runs import DEFAULT_ROOT, Run
 from sparta.sparsity.allocation import ALIASES, DISTRIBUTIONS, allocate, check_distribution
 from sparta.sparsity.handle import SparsityHandle
-from sparta.sparsity.masks import SUFFIX, attach, masks_of, prunable_parameters
+from sparta.sparsity.masks import SUFFIX, attach, kept_fraction, masks_of, prunable_parameters
 from sparta.sparsity.pruning import select_masks
 from sparta.sparsity.structures import parse_structure
 from sparta.sparsity.topk import keep_top, n_keep
@@ -235,11 +235,6 @@ def random_channel_masks(model: nn.Module, seed: int) -> dict[str, torch.Tensor]
         for k in kept_channels(model, groups)
     ]
     return masks_for(model, groups, keeps)
-
-
-def kept_fraction(masks: dict[str, torch.Tensor]) -> float:
-    """Fraction of the masked entries that are kept."""
-    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
 
 
 # ------------------------------------------------------------------ the IMP loop
