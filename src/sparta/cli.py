@@ -1,8 +1,8 @@
 """The ``sparta`` command line. Bad input prints one message and exits 2.
 
-Each command lives in ``sparta/commands/<name>.py`` and exposes ``register(subparsers)``,
-usually ``SomeCommand.register`` of a :class:`Command` subclass; adding a command is one file
-plus one entry in :data:`COMMANDS`.
+Each command lives in ``sparta/commands/<name>.py`` as a :class:`Command` subclass and exposes
+``register(subparsers)`` (its ``register``; ``backdoor`` groups three sub-commands); adding a
+command is one file plus one entry in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
