@@ -55,6 +55,30 @@ def test_help_works_for_every_command_and_sub_command(capsys):
         assert code == 0 and out.startswith("usage: sparta " + " ".join(path)), (path, err)
 
 
+def test_every_command_is_a_command_subclass():
+    """Every leaf command runs through Command.main (one skeleton: options, --config,
+    checks before data, run folders); only `backdoor` groups sub-commands."""
+    from sparta.cli import Command
+
+    parser = build_parser()
+    leaves = 0
+    for path in _command_paths(parser):
+        sub = parser
+        for name in path:
+            sub = next(
+                a for a in sub._actions if isinstance(a, argparse._SubParsersAction)
+            ).choices[name]
+        func = sub.get_default("func")
+        if func is None:
+            assert path == ("backdoor",), path
+            continue
+        owner = getattr(func, "__self__", None)
+        assert isinstance(owner, type) and issubclass(owner, Command), (path, func)
+        assert owner.name == path[-1]
+        leaves += 1
+    assert leaves >= 17
+
+
 def test_version_and_quiet_after_the_sub_command(capsys):
     code, out, _ = _run(["--version"], capsys)
     assert code == 0 and out.strip() == f"sparta {sparta.__version__}"

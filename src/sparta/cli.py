@@ -1,8 +1,8 @@
 """The ``sparta`` command line. Bad input prints one message and exits 2.
 
-Each command lives in ``sparta/commands/<name>.py`` and exposes ``register(subparsers)``,
-usually ``SomeCommand.register`` of a :class:`Command` subclass; adding a command is one file
-plus one entry in :data:`COMMANDS`.
+Each command lives in ``sparta/commands/<name>.py`` as a :class:`Command` subclass and exposes
+``register(subparsers)`` (its ``register``; ``backdoor`` groups three sub-commands); adding a
+command is one file plus one entry in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sparta.options import Options, option
+from sparta.options import Options, check_unchanged, option
 
 EXIT_USAGE = 2
 COMMANDS = [
@@ -56,7 +56,8 @@ class Parser(argparse.ArgumentParser):
 
 # ------------------------------------------------------------------ flags from dataclasses
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--flag`` per dataclass field, with its help, type and choices; defaults are
+    """One ``--flag`` per dataclass field, with its help, type and choices (an optional
+    positional argument instead for a field marked ``positional=True``); defaults are
     suppressed so that only flags the user typed override the config file."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -65,6 +66,11 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = "required" if f.metadata.get("required") else f"default: {default!r}"
         help_ = f"{f.metadata.get('help', '')} ({shown})".replace("%", "%%")
+        if f.metadata.get("positional"):  # a list takes one or more values, else one or none
+            many = typing.get_origin(kind) in (list, tuple)
+            nargs = "+" if many and f.metadata.get("required") else "*" if many else "?"
+            parser.add_argument(f.name, nargs=nargs, default=argparse.SUPPRESS, help=help_)
+            continue
         kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
@@ -150,6 +156,7 @@ class Command(abc.ABC):
     options: ClassVar[tuple[type, ...]] = ()  # Options dataclasses: the flags
     folder: ClassVar[str] = "run"  # "run", "eval" (inside --ckpt's run folder) or "none"
     resumable: ClassVar[bool] = False  # has state to resume (--resume, --override)
+    free_on_resume: ClassVar[tuple[str, ...]] = ()  # options that may differ on --resume
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -241,20 +248,16 @@ class Command(abc.ABC):
         base = {k: v for k, v in recorded.items() if k in known}
         typed = {**file_values, **{k: v for k, v in vars(args).items() if k in known}}
         allowed = {a.strip().lstrip("-").replace("-", "_") for a in args.override.split(",")}
-        differ = []
+        allowed |= set(self.free_on_resume)
+        old: dict[str, Any] = {}
+        new: dict[str, Any] = {}
         for kind in self.option_types():
             names = {f.name for f in dataclasses.fields(kind)}
             before = kind.from_dict({k: v for k, v in base.items() if k in names})
             after = kind.from_dict({k: v for k, v in {**base, **typed}.items() if k in names})
             for name in sorted(names & set(typed)):
-                old, new = getattr(before, name), getattr(after, name)
-                if old != new and name not in allowed:
-                    differ.append(f"{_flag(name)} {new!r} (recorded: {old!r})")
-        if differ:
-            raise ValueError(
-                f"--resume continues {folder} with its recorded config.yaml, but "
-                f"{'; '.join(differ)} differ; drop them, or allow them with --override"
-            )
+                old[name], new[name] = getattr(before, name), getattr(after, name)
+        check_unchanged(folder, old, new, allowed)
         return {**base, **typed}
 
     # ------------------------------------------------------------------ what commands use

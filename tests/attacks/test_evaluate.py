@@ -184,6 +184,8 @@ def test_suites_resolve():
     std = resolve_attacks("standard", num_classes=10, queries=100)
     assert [n for n, _ in std] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert dict(std)["square"]["n_queries"] == 100 and dict(std)["apgd-t"]["n_target_classes"] == 9
+    # custom names resolve through the registry: any case, `_` for `-`, aliases
+    assert [n for n, _ in resolve_attacks("custom", ["PGD", "APGD_CE"])] == ["pgd", "apgd-ce"]
 
 
 @pytest.mark.parametrize(

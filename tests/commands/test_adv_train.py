@@ -36,7 +36,9 @@ def test_adv_train_logs_val_robust_acc_and_keeps_best(adv, tmp_path, capsys):
         assert rows[-1]["wot_refinements"] >= 1
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert (
-        config["adv"] == adv and config["eps"] == 0.1 and config["best_metric"] == "val_robust_acc"
+        config["adv"] == {"pgd": "pgd-at"}.get(adv, adv)  # recorded by its registered name
+        and config["eps"] == 0.1
+        and config["best_metric"] == "val_robust_acc"
     )
     summary = json.loads((run / "summary.json").read_text())
     assert "best_val_robust_acc" in summary and (run / "best.safetensors").is_file()
@@ -97,3 +99,4 @@ def test_adv_pgd_and_pgd_at_are_one_objective():
     keys = ("eps", "steps", "alpha", "norm", "label_smoothing")
     assert [getattr(a, k, None) for k in keys] == [getattr(b, k, None) for k in keys]
     assert a.eps == 0.2 and a.steps == 3
+    assert AdvTrainOptions(adv="pgd").adv == AdvTrainOptions(adv="PGD_AT").adv == "pgd-at"

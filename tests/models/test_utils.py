@@ -12,6 +12,7 @@ from sparta.models import (
     dtype_of,
     eval_mode,
     frozen,
+    grad_flags,
     input_shape_of,
     train_mode,
     weight_sparsity,
@@ -91,3 +92,17 @@ def test_weight_sparsity_counts_zero_weights_of_linear_and_conv_layers_only():
         net[2].weight[0].zero_()  # 8 more
     assert weight_sparsity(net) == pytest.approx(26 / 34)
     assert weight_sparsity(nn.ReLU()) == 0.0
+    # among the named weights only (SparsityHandle passes the masked ones)
+    assert weight_sparsity(net, only={"0.weight"}) == 1.0
+    assert weight_sparsity(net, only={"2.weight"}) == pytest.approx(8 / 16)
+    assert weight_sparsity(net, only=set()) == 0.0
+
+
+def test_grad_flags_restores_requires_grad_even_on_error():
+    net = _net()
+    net[1].bias.requires_grad_(False)
+    with pytest.raises(RuntimeError, match="inside"), grad_flags(net):
+        for p in net.parameters():
+            p.requires_grad_(not p.requires_grad)
+        raise RuntimeError("inside")
+    assert [p.requires_grad for p in net.parameters()] == [True, False, True, True]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta import progress
-from sparta.attacks.base import _ATTACKS, check_eps, check_norm, create, frozen, names
+from sparta.attacks.base import _ATTACKS, check_eps, check_norm, create, frozen
 from sparta.checks import check_int
 from sparta.data import ImageDataset, as_dataset
 from sparta.models.utils import device_of
@@ -158,10 +158,7 @@ def resolve_attacks(
         if attacks:
             raise ValueError(f"attacks are given with suite {suite!r}; use suite 'custom'")
         specs = [(n, dict(o)) for n, o in SUITES[suite]]
-    known = names()
-    for name, _ in specs:
-        if name not in known:
-            raise ValueError(f"attack {name!r} is not known; allowed: {', '.join(known)}")
+    specs = [(_ATTACKS.resolve(name), opts) for name, opts in specs]  # `PGD` is pgd
     out = []
     for name, opts in specs:
         if steps is not None and not _ATTACKS[name].black_box:

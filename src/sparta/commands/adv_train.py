@@ -22,12 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from sparta.checks import NORMS, check_eps
 from sparta.commands.train import EXTENSIONS, TrainExtension, TrainPlan
-from sparta.options import Options, option, require
-from sparta.registry import get_registry
+from sparta.options import Options, option, require, require_defaults
+from sparta.registry import canonical, get_registry
 
 ADV_METHODS = ("", *get_registry("objectives").aliases(adversarial=True))  # "pgd" = "pgd-at"
-NORMS = ("linf", "l2")
 
 
 @dataclass
@@ -52,12 +52,14 @@ class AdvTrainOptions(Options):
     val_n: int = option(1000, "robust validation on at most this many examples (0: all)")
 
     def __post_init__(self) -> None:
+        if canonical(self.adv) in ADV_METHODS[1:]:  # recorded by its name: --adv pgd is pgd-at
+            self.adv = get_registry("objectives").resolve(self.adv)
         self.validate()
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad value and what is allowed."""
         require(self.adv in ADV_METHODS, "adv", self.adv, f"one of {ADV_METHODS}")
-        require(self.eps >= 0, "eps", self.eps, "a number >= 0")
+        check_eps(self.eps)
         require(self.adv_norm in NORMS, "adv_norm", self.adv_norm, f"one of {NORMS}")
         require(self.adv_steps >= 1, "adv_steps", self.adv_steps, "an integer >= 1")
         require(self.adv_alpha >= 0, "adv_alpha", self.adv_alpha, "a number >= 0 (0: default)")
@@ -66,12 +68,8 @@ class AdvTrainOptions(Options):
             require(getattr(self, name) >= 1, name, getattr(self, name), "an integer >= 1")
         require(self.val_n >= 0, "val_n", self.val_n, "an integer >= 0")
         if not self.adv:
-            for f in fields(self):
-                if f.name != "adv" and getattr(self, f.name) != f.default:
-                    raise ValueError(
-                        f"{f.name}={getattr(self, f.name)!r} is not allowed without --adv; "
-                        f"expected --adv one of {ADV_METHODS[1:]}"
-                    )
+            others = [f.name for f in fields(self) if f.name != "adv"]
+            require_defaults(self, others, "adv", ADV_METHODS[1:])
 
 
 def active(opts: AdvTrainOptions) -> bool:
@@ -90,8 +88,8 @@ def objective_of(opts: AdvTrainOptions, seed: int = 0, label_smoothing: float = 
         return create_objective("trades", steps=opts.adv_steps, beta=opts.trades_beta, **common)
     if opts.adv == "fast":
         return create_objective("fast", label_smoothing=label_smoothing, **common)
-    return create_objective(
-        "pgd-at", steps=opts.adv_steps, label_smoothing=label_smoothing, **common
+    return create_objective(  # pgd-at, or wot (PGD-AT; setup adds the WOT callback)
+        opts.adv, steps=opts.adv_steps, label_smoothing=label_smoothing, **common
     )
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from sparta.checks import check_eps
 from sparta.commands.train import EXTENSIONS, TrainExtension, TrainPlan
-from sparta.options import Options, option, require
+from sparta.options import Options, option, require, require_defaults
 from sparta.registry import get_registry
 
 CERT_METHODS = ("", *get_registry("objectives").aliases(certified=True))
@@ -49,7 +50,7 @@ class CertTrainOptions(Options):
         from sparta.certify.training import parse_steps
 
         require(self.cert in CERT_METHODS, "cert", self.cert, f"one of {CERT_METHODS}")
-        require(self.cert_eps >= 0, "cert_eps", self.cert_eps, "a number >= 0")
+        check_eps(self.cert_eps, "cert_eps")
         require(0 <= self.cert_kappa <= 1, "cert_kappa", self.cert_kappa, "a number in [0, 1]")
         for name in ("cert_warmup", "cert_ramp"):
             if getattr(self, name):
@@ -62,12 +63,8 @@ class CertTrainOptions(Options):
                 "expected one of them (each sets the training objective)"
             )
         if not self.cert:
-            for f in fields(self):
-                if f.name.startswith("cert_") and getattr(self, f.name) != f.default:
-                    raise ValueError(
-                        f"{f.name}={getattr(self, f.name)!r} is not allowed without --cert; "
-                        f"expected --cert one of {CERT_METHODS[1:]}"
-                    )
+            others = [f.name for f in fields(self) if f.name.startswith("cert_")]
+            require_defaults(self, others, "cert", CERT_METHODS[1:])
 
 
 def active(opts: CertTrainOptions) -> bool:

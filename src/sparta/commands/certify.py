@@ -69,10 +69,11 @@ class Certify(Command):
     def run(self) -> int:
         from sparta import data as sdata
         from sparta.certify.graph import trace
+        from sparta.models import input_shape_of
 
         src, opts = self.get(CheckpointOptions), self.get(CertifyOptions)
         model, train_config = src.load_model()
-        shape = tuple(model.sparta_spec["dataset"]["input_shape"])
+        shape = input_shape_of(model)
         if opts.method != "smooth":  # an unsupported layer fails before any data is loaded
             trace(model, shape, "crown" if opts.method == "bab" else opts.method)
         dataset = sdata.load(train_config.dataset, src.split)

@@ -1,25 +1,46 @@
-"""``sparta datasets`` and ``sparta models``: what is available."""
+"""``sparta datasets`` and ``sparta models``: what is available (``sparta list datasets``
+and ``sparta list models`` under their old names)."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
-from sparta.commands import list as list_
+from sparta.cli import Command
+from sparta.commands.list import show
+from sparta.options import Options, option
+
+
+class Datasets(Command):
+    name = "datasets"
+    help = "list datasets and where their files were found"
+    folder = "none"
+
+    def run(self) -> int:
+        show("datasets")
+        return 0
+
+
+@dataclass
+class ModelsOptions(Options):
+    """Which models to count, on which dataset's input shape."""
+
+    pattern: str = option("*", "glob filter, e.g. 'resnet*'", positional=True)
+    dataset: str = option("fashion-mnist", "dataset whose shape to count for")
+
+
+class Models(Command):
+    name = "models"
+    help = "list models with parameter and MAC counts"
+    options = (ModelsOptions,)
+    folder = "none"
+
+    def run(self) -> int:
+        opts = self.get(ModelsOptions)
+        show("models", opts.pattern, opts.dataset)
+        return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("datasets", help="list datasets and where their files were found")
-    p.set_defaults(func=datasets)
-    p = sub.add_parser("models", help="list models with parameter and MAC counts")
-    p.add_argument("pattern", nargs="?", help="glob filter, e.g. 'resnet*'")
-    p.add_argument("--dataset", default="fashion-mnist", help="dataset whose shape to count for")
-    p.set_defaults(func=models_)
-
-
-def datasets(args: argparse.Namespace) -> int:
-    return list_.run(argparse.Namespace(kind="datasets", pattern="*", dataset=None))
-
-
-def models_(args: argparse.Namespace) -> int:
-    pattern = "*" if args.pattern is None else args.pattern
-    return list_.run(argparse.Namespace(kind="models", pattern=pattern, dataset=args.dataset))
+    Datasets.register(sub)
+    Models.register(sub)

@@ -11,39 +11,62 @@ nothing is an error (exit 2).
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
+from sparta.cli import Command
+from sparta.options import Options, option
 from sparta.registry import Entry, get_registry, kinds
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list any registry: models, datasets, criteria, attacks, ...")
-    p.add_argument("kind", nargs="?", help=f"one of {', '.join(kinds())} (default: the kinds)")
-    p.add_argument("pattern", nargs="?", default="*", help="glob over names, e.g. 'resnet*'")
-    p.add_argument(
-        "--dataset", default="fashion-mnist", help="models: dataset whose shape to count for"
-    )
-    p.set_defaults(func=run)
+@dataclass
+class ListOptions(Options):
+    """Which registry to print, and which of its entries."""
+
+    kind: str = option("", f"one of {', '.join(kinds())} ('': the kinds)", positional=True)
+    pattern: str = option("*", "glob over names, e.g. 'resnet*'", positional=True)
+    dataset: str = option("fashion-mnist", "models: dataset whose shape to count for")
+
+    def __post_init__(self) -> None:
+        if self.kind:
+            get_registry(self.kind)  # an unknown kind fails here, before anything is built
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.kind is None:
-        for kind in kinds():
-            print(f"{kind:<12} {len(get_registry(kind)):>3}")
+class List(Command):
+    name = "list"
+    help = "list any registry: models, datasets, criteria, attacks, ..."
+    options = (ListOptions,)
+    folder = "none"
+
+    def run(self) -> int:
+        opts = self.get(ListOptions)
+        show(opts.kind, opts.pattern, opts.dataset)
         return 0
-    registry = get_registry(args.kind)
-    entries = registry.entries(args.pattern)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    List.register(sub)
+
+
+def show(kind: str = "", pattern: str = "*", dataset: str = "fashion-mnist") -> None:
+    """Print the kinds and their sizes (``kind=''``), or the entries of ``kind`` that match
+    ``pattern`` (ValueError when none does)."""
+    if not kind:
+        for k in kinds():
+            print(f"{k:<12} {len(get_registry(k)):>3}")
+        return
+    registry = get_registry(kind)
+    entries = registry.entries(pattern)
     if not entries:
-        raise ValueError(f"no {registry.kind} match {args.pattern!r}; allowed: {_all(registry)}")
+        raise ValueError(f"no {registry.kind} match {pattern!r}; allowed: {_all(registry)}")
     if registry.kind == "models":
-        print_models([e.name for e in entries], args.dataset)
+        print_models([e.name for e in entries], dataset)
     elif registry.kind == "datasets":
         print_datasets([e.name for e in entries])
     else:
         width = max(len(e.name) for e in entries)
         for e in entries:
             print(describe(e, width))
-    return 0
 
 
 def _all(registry: Any) -> str:

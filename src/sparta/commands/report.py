@@ -3,46 +3,73 @@
 from __future__ import annotations
 
 import argparse
-import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from sparta.cli import Command
+from sparta.options import Options, option, require
+
+
+@dataclass
+class ReportOptions(Options):
+    """The run folders to compare, and how wide the terminal table is."""
+
+    runs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "run folders to compare", "positional": True, "required": True},
+    )
+    width: int = option(120, "width of the terminal table")
+
+    def __post_init__(self) -> None:
+        self.runs = [str(r) for r in self.runs]
+        require(self.width >= 1, "width", self.width, "an integer >= 1")
+
+
+class Report(Command):
+    """Compare runs made one by one (train, prune, attack, certify, unlearn, backdoor, ...)
+    on one page without re-running them; each run folder's summary.json (and its
+    evals/*/summary.json) gives a row. The folder's default name is ``report-<hash of the
+    runs>``."""
+
+    name = "report"
+    help = "a report card (card.html, card.json, card.md) from existing run folders"
+    options = (ReportOptions,)
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        self._card: dict[str, Any] | None = None
+
+    def card(self) -> dict[str, Any]:
+        """The card of the runs (every folder is validated before anything is written)."""
+        from sparta.report.card import card_from_runs
+
+        if self._card is None:
+            self._card = card_from_runs(self.get(ReportOptions).runs)
+        return self._card
+
+    def config(self) -> dict[str, Any]:
+        """The runs the card reads, resolved: recorded and hashed for the folder name."""
+        return {"runs": sorted(str(Path(r).resolve()) for r in self.card()["options"]["runs"])}
+
+    def validate(self) -> None:
+        folder = self.location(self.config()).resolve()
+        if any(folder == Path(r) for r in self.config()["runs"]):
+            raise ValueError(f"report folder {folder} is one of the runs it reports; pick --name")
+        super().validate()
+
+    def run(self) -> int:
+        from sparta.report.card import format_table, write_card
+
+        card = self.card()
+        run = self.create_run(self.config())
+        paths = write_card(card, run.path)
+        print(format_table(card, width=self.get(ReportOptions).width))
+        for w in card["warnings"]:
+            print(f"warning: {w}")
+        print(f"report: {paths['card.html']}")
+        return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "report",
-        help="a report card (card.html, card.json, card.md) from existing run folders",
-        description="Compare runs made one by one (train, prune, attack, certify, unlearn, "
-        "backdoor, ...) on one page without re-running them. Each run folder's summary.json "
-        "(and its evals/*/summary.json) gives a row.",
-    )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders to compare")
-    p.add_argument("--out", default="runs", help="folder that holds the report (default: runs)")
-    p.add_argument("--name", help="report folder name (default: report-<hash of the runs>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
-    p.add_argument("--width", type=int, default=120, help="width of the terminal table")
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from sparta.report.card import card_from_runs, format_table, write_card
-    from sparta.runs import config_hash
-
-    card = card_from_runs(args.runs)  # validates every folder before anything is written
-    runs = sorted(str(Path(r).resolve()) for r in card["options"]["runs"])
-    name = args.name or f"report-{config_hash({'runs': runs})}"
-    folder = Path(args.out) / name
-    if any(folder.resolve() == Path(r).resolve() for r in card["options"]["runs"]):
-        raise ValueError(f"report folder {folder} is one of the runs it reports; pick --name")
-    if folder.exists():
-        if not args.overwrite:
-            raise ValueError(
-                f"report folder {folder} exists; pass --overwrite to replace it or --name "
-                "for a new one"
-            )
-        shutil.rmtree(folder)
-    paths = write_card(card, folder)
-    print(format_table(card, width=args.width))
-    for w in card["warnings"]:
-        print(f"warning: {w}")
-    print(f"report: {paths['card.html']}")
-    return 0
+    Report.register(sub)

@@ -324,7 +324,7 @@ def detect(
         res = trojan_score(pruned, data, opts)
         row: dict[str, Any] = {
             "level": step.level,
-            "remaining": kept_fraction(masks_of(ticket)) if masks_of(ticket) else 1.0,
+            "remaining": kept_fraction(masks_of(ticket)),
             "score": res["score"],
             "loss_barrier": res["loss_barrier"],
         }

@@ -18,6 +18,7 @@ from sparta.models.utils import (
     dtype_of,
     eval_mode,
     frozen,
+    grad_flags,
     input_shape_of,
     train_mode,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "eval_mode",
     "from_spec",
     "frozen",
+    "grad_flags",
     "input_shape_of",
     "names",
     "register_model",

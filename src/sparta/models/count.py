@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import torch
@@ -38,12 +38,18 @@ def count_nonzero(model: nn.Module, weights_only: bool = False) -> int:
     return sum(int(torch.count_nonzero(t.detach())) for t in tensors)
 
 
-def weight_sparsity(model: nn.Module) -> float:
+def weight_sparsity(model: nn.Module, only: Collection[str] | None = None) -> float:
     """Fraction of exactly-zero entries among the ``weight`` tensors of the linear and
-    convolution layers (the weights pruning acts on by default); 0.0 for a model without any.
-    """
-    total = sum(m.weight.numel() for m in model.modules() if _is_weight(m))
-    return 1.0 - count_nonzero(model, weights_only=True) / total if total else 0.0
+    convolution layers (the weights pruning acts on by default); with ``only``, among those
+    whose parameter name (``"fc.weight"``) is in it, e.g. the masked ones. 0.0 when none."""
+    tensors = [
+        m.weight
+        for n, m in model.named_modules()
+        if _is_weight(m) and (only is None or (f"{n}.weight" if n else "weight") in only)
+    ]
+    total = sum(t.numel() for t in tensors)
+    zeros = total - sum(int(torch.count_nonzero(t.detach())) for t in tensors)
+    return zeros / total if total else 0.0
 
 
 def _module_macs(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> int:

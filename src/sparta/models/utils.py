@@ -35,18 +35,24 @@ def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
 
 
 @contextlib.contextmanager
+def grad_flags(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore every parameter's ``requires_grad`` after the block, even if it raises."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and no parameter gradients for the block (attacks, bounds, trigger search
     optimise inputs, not weights); restores every module's mode and every flag afterwards."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    with eval_mode(model):
-        for p, _ in flags:
+    with eval_mode(model), grad_flags(model):
+        for p in model.parameters():
             p.requires_grad_(False)
-        try:
-            yield model
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
+        yield model
 
 
 def bare(model: nn.Module) -> nn.Module:

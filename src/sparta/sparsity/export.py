@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta import io
-from sparta.sparsity.groups import ChannelGroup, channel_groups, input_shape_of
+from sparta.models.utils import input_shape_of
+from sparta.sparsity.groups import ChannelGroup, channel_groups
 from sparta.sparsity.masks import SUFFIX, detach_masks, masks_of
 
 log = logging.getLogger(__name__)

@@ -40,6 +40,8 @@ import torch.fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from sparta.models.utils import device_of, dtype_of, eval_mode, input_shape_of
+
 PRODUCERS = (nn.Conv2d, nn.Conv1d, nn.Linear)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -414,22 +416,6 @@ def _has_tensor(meta: Any) -> bool:
     return False
 
 
-def input_shape_of(model: nn.Module, input_shape: Sequence[int] | None = None) -> tuple[int, ...]:
-    """``input_shape`` as a ``(C, H, W)`` tuple, or the one in the model's sparta spec."""
-    if input_shape is None:
-        spec = getattr(model, "sparta_spec", None)
-        if not isinstance(spec, dict):
-            raise ValueError(
-                f"input_shape is needed: {type(model).__name__} was not built by "
-                "sparta.models.create, so its input shape is unknown"
-            )
-        input_shape = spec["dataset"]["input_shape"]
-    shape = tuple(int(v) for v in input_shape)
-    if len(shape) < 1 or min(shape) < 1:
-        raise ValueError(f"input_shape must be positive sizes like (C, H, W), got {input_shape}")
-    return shape
-
-
 def channel_groups(
     model: nn.Module, input_shape: Sequence[int] | None = None, include_fixed: bool = False
 ) -> list[ChannelGroup]:
@@ -447,17 +433,9 @@ def channel_groups(
             f"{type(model).__name__} cannot be traced with torch.fx, so its channel groups "
             f"are unknown: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
-    ref = next(iter(model.parameters()), None)
-    device = ref.device if ref is not None else torch.device("cpu")
-    dtype = ref.dtype if ref is not None and ref.is_floating_point() else torch.float32
-    modes = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros((1, *shape), device=device, dtype=dtype))
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
+    zeros = torch.zeros((1, *shape), device=device_of(model), dtype=dtype_of(model))
+    with eval_mode(model), torch.no_grad():
+        ShapeProp(gm).propagate(zeros)
     groups = _Tracer(model).run(gm)
     return [g for g in groups if include_fixed or g.prunable]
 

@@ -11,13 +11,14 @@ With the engine pass ``handle.callback()`` to the Trainer; in a plain PyTorch lo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from sparta.sparsity.masks import PRUNABLE_TYPES, apply_masks, attach, masks_of, named_masks
+from sparta.models.count import weight_sparsity
+from sparta.sparsity.masks import apply_masks, attach, masks_of, named_masks
 from sparta.train.masks import MaskCallback
 
 
@@ -44,19 +45,17 @@ class SparsityHandle:
 
     def sparsity(self) -> float:
         """Fraction of exactly-zero entries over all masked parameters."""
-        return self._zero_fraction(lambda name: True)
+        total = zeros = 0
+        for _, p, _ in named_masks(self.model):
+            total += p.numel()
+            zeros += p.numel() - int(torch.count_nonzero(p.detach()))
+        return zeros / total if total else 0.0
 
     def weight_sparsity(self) -> float:
         """Fraction of exactly-zero entries over the masked weights of Linear/Conv layers
         (masked biases and normalisation parameters, as channel pruning leaves them, are not
         counted): the weight fraction of a channel-pruned model."""
-        mods = dict(self.model.named_modules())
-
-        def is_weight(name: str) -> bool:
-            module, _, param = name.rpartition(".")
-            return param == "weight" and isinstance(mods.get(module), PRUNABLE_TYPES)
-
-        return self._zero_fraction(is_weight)
+        return weight_sparsity(self.model, only={name for name, _, _ in named_masks(self.model)})
 
     def channel_sparsity(self, input_shape: tuple[int, ...] | None = None) -> float:
         """Fraction of the prunable channel groups' channels that the masks remove (what
@@ -64,14 +63,6 @@ class SparsityHandle:
         from sparta.sparsity.export import channel_fraction
 
         return channel_fraction(self.model, input_shape)
-
-    def _zero_fraction(self, chosen: Callable[[str], bool]) -> float:
-        total = zeros = 0
-        for name, p, _ in named_masks(self.model):
-            if chosen(name):
-                total += p.numel()
-                zeros += p.numel() - int(torch.count_nonzero(p.detach()))
-        return zeros / total if total else 0.0
 
     def report(self, input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
         """Per-layer and global counts (see :func:`sparta.sparsity.report.report`)."""

@@ -53,7 +53,7 @@ from sparta.options import Options, option, require
 from sparta.runs import DEFAULT_ROOT, Run
 from sparta.sparsity.allocation import ALIASES, DISTRIBUTIONS, allocate, check_distribution
 from sparta.sparsity.handle import SparsityHandle
-from sparta.sparsity.masks import SUFFIX, attach, masks_of, prunable_parameters
+from sparta.sparsity.masks import SUFFIX, attach, kept_fraction, masks_of, prunable_parameters
 from sparta.sparsity.pruning import select_masks
 from sparta.sparsity.structures import parse_structure
 from sparta.sparsity.topk import keep_top, n_keep
@@ -237,11 +237,6 @@ def random_channel_masks(model: nn.Module, seed: int) -> dict[str, torch.Tensor]
     return masks_for(model, groups, keeps)
 
 
-def kept_fraction(masks: dict[str, torch.Tensor]) -> float:
-    """Fraction of the masked entries that are kept."""
-    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-
-
 # ------------------------------------------------------------------ the IMP loop
 def rewound(
     template: nn.Module, state: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]
@@ -343,11 +338,8 @@ class RewoundTrainer(Trainer):
         if self.step >= self.start_step:
             return super().train_step(x, y, weight)
         self.step += 1  # a step of the schedule before the rewind point: skipped
-        mode = self.model.training
-        self.model.eval()
-        with torch.no_grad():
+        with models.eval_mode(self.model), torch.no_grad():
             loss, logits = self.objective(self._forward, x, y)
-        self.model.train(mode)
         return loss, logits
 
 

@@ -8,8 +8,9 @@ This module adds what only pruning needs: which parameters are prunable.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
+import torch
 from torch import nn
 
 from sparta.train.masks import (  # noqa: F401  (re-exported: the sparsity API)
@@ -29,6 +30,13 @@ from sparta.train.masks import (  # noqa: F401  (re-exported: the sparsity API)
 )
 
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def kept_fraction(masks: Mapping[str, torch.Tensor]) -> float:
+    """Fraction of the masked entries that are kept (1.0 without masks); the model's
+    sparsity over its masked parameters is ``1 - kept_fraction(masks_of(model))``."""
+    total = sum(m.numel() for m in masks.values())
+    return sum(int(m.sum()) for m in masks.values()) / total if total else 1.0
 
 
 def prunable_parameters(

@@ -8,14 +8,8 @@ import torch
 from torch import nn
 
 from sparta.models.count import _module_macs
+from sparta.models.utils import device_of, dtype_of, eval_mode, input_shape_of
 from sparta.sparsity.masks import PRUNABLE_TYPES, masks_of
-
-
-def _input_shape(model: nn.Module, input_shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
-    if input_shape is not None:
-        return tuple(input_shape)
-    spec = getattr(model, "sparta_spec", None)
-    return tuple(spec["dataset"]["input_shape"]) if isinstance(spec, dict) else None
 
 
 @torch.no_grad()
@@ -28,16 +22,12 @@ def layer_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]
         macs[names[module]] = macs.get(names[module], 0) + _module_macs(module, inputs, output)
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
-    modes = [(m, m.training) for m in model.modules()]
-    p = next(model.parameters())
     try:
-        model.eval()
-        model(torch.zeros((1, *input_shape), device=p.device, dtype=p.dtype))
+        with eval_mode(model):
+            model(torch.zeros((1, *input_shape), device=device_of(model), dtype=dtype_of(model)))
     finally:
         for h in handles:
             h.remove()
-        for m, mode in modes:
-            m.training = mode
     return {n: v for n, v in macs.items() if v}
 
 
@@ -60,7 +50,12 @@ def report(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict
     }
     params = dict(model.named_parameters())
     tensors.update({n: params[n] for n in masked})
-    shape = _input_shape(model, input_shape)
+    try:
+        shape: tuple[int, ...] | None = input_shape_of(model, input_shape)
+    except ValueError:  # not built by sparta.models.create and no shape given: no MACs
+        if input_shape is not None:
+            raise
+        shape = None
     macs = layer_macs(model, shape) if shape is not None else None
     rows = []
     for name, p in tensors.items():

@@ -23,6 +23,7 @@ from sparta.sparsity.handle import MaskCallback
 from sparta.sparsity.masks import (
     apply_masks,
     attach,
+    kept_fraction,
     masks_of,
     prunable_parameters,
     reset_optimizer_state,
@@ -60,9 +61,7 @@ def cosine_decay(step: int, value: float, end_step: int) -> float:
 
 def current_sparsity(model: nn.Module) -> float:
     """Fraction of masked-out entries over every masked parameter (0.0 without masks)."""
-    masks = list(masks_of(model).values())
-    total = sum(m.numel() for m in masks)
-    return 1.0 - sum(int(m.sum()) for m in masks) / total if total else 0.0
+    return 1.0 - kept_fraction(masks_of(model))
 
 
 @torch.no_grad()

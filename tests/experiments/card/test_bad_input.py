@@ -57,7 +57,14 @@ def test_bad_input_on_resume_loses_nothing(tmp_path, capsys):
     capsys.readouterr()
     assert main([*base, "--resume", "--variants", "dense", "gmpp"]) == 2
     assert main([*base, "--resume", "--epochs", "3"]) == 2
-    assert "differs from the card folder" in capsys.readouterr().err
+    assert "--epochs 3 (recorded: 2) differ" in capsys.readouterr().err
+    assert main([*base, "--resume", "--epochs", "3", "--override", "epochs"]) == 2
+    assert "--override epochs is not allowed with sparta card" in capsys.readouterr().err
+    assert main([*base, "--resume", "--lr", "0.2"]) == 2
+    assert "--lr 0.2 (recorded: 0.1) differ" in capsys.readouterr().err
+    # options that change no number may differ: the finished cell is reused
+    assert main([*base, "--resume", "--metrics", "test_acc", "--quiet"]) == 0
+    assert "cells computed: 0, reused: 2" in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in done.iterdir()} == before
 
 
@@ -72,3 +79,4 @@ def test_cli_prints_the_table_and_the_page(tmp_path, capsys):
 def test_names_resolve_to_canonical_and_dense_comes_first():
     opts = engine.resolve_options(**TINY, variants=["GMP,oneshot"], pillars=["Accuracy"])
     assert opts.variants == ["dense", "gmp", "oneshot"] and opts.pillars == ["accuracy"]
+    assert engine.resolve_options(**{**TINY, "model": "LeNet5"}).model == "lenet5"

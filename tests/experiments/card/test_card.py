@@ -71,7 +71,7 @@ def test_cache_reuse_and_one_more_variant(tmp_path):
 def test_resume_refuses_other_numbers(tmp_path):
     opts = {**TINY, "pillars": ["accuracy"], "variants": ["dense"], "out": tmp_path, "name": "c"}
     card(**opts, quiet=True)
-    with pytest.raises(ValueError, match="lr=0.2 differs"):
+    with pytest.raises(ValueError, match=r"--lr 0.2 \(recorded: 0.1\) differ; use the same"):
         card(**{**opts, "lr": 0.2}, resume=True, quiet=True)
     with pytest.raises(ValueError, match="exists"):
         card(**opts, quiet=True)

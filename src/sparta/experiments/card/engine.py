@@ -82,12 +82,9 @@ def resolve_options(options: CardOptions | None = None, **overrides: Any) -> Car
         opts.dataset, opts.model = spec["dataset"]["name"], spec["name"]
     _check_dataset(opts.dataset)
     if not opts.ckpt:
-        from sparta.models import names as model_names
+        from sparta.models.registry import MODELS
 
-        if opts.model not in model_names():
-            raise ValueError(
-                f"model {opts.model!r} is not known; allowed: {', '.join(model_names())}"
-            )
+        opts.model = MODELS.resolve(opts.model)  # `LeNet5` is lenet5; unknown names raise
     return opts
 
 
@@ -139,35 +136,21 @@ def plan(folder: Path, opts: CardOptions) -> list[list[dict[str, Any]]]:
     return [dense, others, scores]
 
 
-def card(options: CardOptions | None = None, **overrides: Any) -> CardResult:
+def card(options: CardOptions | None = None, *, run: Any = None, **overrides: Any) -> CardResult:
     """Build and score the report card; see :class:`CardOptions` for every option.
 
     Keyword-only run options: ``out`` (default ``runs``), ``name``, ``resume``,
-    ``overwrite``, ``quiet``; the rest override fields of ``options``.
+    ``overwrite``, ``quiet``; the rest override fields of ``options``. ``run``: a run folder
+    already opened for these options (``sparta card`` opens it through the command skeleton,
+    which checks a resume); without it the folder is opened by :func:`open_folder`.
     """
     from sparta.io import write_json
-    from sparta.runs import Run
 
     run_kw = {k: overrides.pop(k) for k in ("out", "name", "resume", "overwrite") if k in overrides}
     quiet = bool(overrides.pop("quiet", False))
     opts = resolve_options(options, **overrides)
-    recorded = {k: v for k, v in opts.to_dict().items() if k not in FREE_OPTIONS}
-    root = Path(run_kw.get("out", "runs"))
-    name = run_kw.get("name")
-    resume = bool(run_kw.get("resume", False))
-    if resume:
-        from sparta.runs import config_hash
-
-        path = root / (name or f"card-{config_hash(recorded)}")
-        _check_same(path, recorded)
-    run = Run.create(
-        recorded,
-        "card",
-        root=root,
-        name=name,
-        resume=resume,
-        overwrite=bool(run_kw.get("overwrite", False)),
-    )
+    if run is None:
+        run = open_folder(opts, **run_kw)
     folder = run.path
     phases = plan(folder, opts)
     todo = [t for ph in phases for t in ph if not is_done(t)]
@@ -200,20 +183,38 @@ def card(options: CardOptions | None = None, **overrides: Any) -> CardResult:
     return CardResult(result, folder, {"card.json": folder / "card.json"}, computed, skipped)
 
 
+def recorded_options(opts: CardOptions) -> dict[str, Any]:
+    """The options that change numbers: the card folder's config.yaml and its hash."""
+    return {k: v for k, v in opts.to_dict().items() if k not in FREE_OPTIONS}
+
+
+def open_folder(
+    opts: CardOptions,
+    out: str | Path = "runs",
+    name: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Any:
+    """Create (or, with ``resume``, reopen) the card's run folder ``out/name`` (default name
+    ``card-<hash of the recorded options>``); a resumed card must have the same numbers."""
+    from sparta.runs import Run, config_hash
+
+    recorded = recorded_options(opts)
+    if resume:
+        _check_same(Path(out) / (name or f"card-{config_hash(recorded)}"), recorded)
+    return Run.create(
+        recorded, "card", root=Path(out), name=name, resume=resume, overwrite=overwrite
+    )
+
+
 def _check_same(path: Path, recorded: dict[str, Any]) -> None:
     """A resumed card must have been made with the same number-changing options."""
-    import yaml
+    from sparta.options import check_unchanged
+    from sparta.train.config import read_yaml
 
-    cfg_file = path / "config.yaml"
-    if not cfg_file.is_file():
-        return
-    old = yaml.safe_load(cfg_file.read_text()) or {}
-    for k, v in recorded.items():
-        if k in old and old[k] != v and not (isinstance(v, float) and old[k] == v):
-            raise ValueError(
-                f"{k}={v!r} differs from the card folder's {old[k]!r} ({path}); use the same "
-                "options to resume, or --name for a new card"
-            )
+    if (path / "config.yaml").is_file():
+        hint = "use the same options to resume, or --name for a new card"
+        check_unchanged(path, read_yaml(path / "config.yaml"), recorded, hint=hint)
 
 
 def _progress(total: int, quiet: bool) -> Any:
@@ -271,4 +272,14 @@ def assemble(folder: Path, opts: CardOptions) -> dict[str, Any]:
     }
 
 
-__all__ = ["MODEL_CELL", "CardResult", "assemble", "card", "plan", "resolve_options"]
+__all__ = [
+    "FREE_OPTIONS",
+    "MODEL_CELL",
+    "CardResult",
+    "assemble",
+    "card",
+    "open_folder",
+    "plan",
+    "recorded_options",
+    "resolve_options",
+]

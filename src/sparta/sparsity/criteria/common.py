@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta.data import ImageDataset
+from sparta.models.utils import device_of, grad_flags, train_mode
 
 
 @contextlib.contextmanager
@@ -21,22 +22,16 @@ def scoring(
     Afterwards every module's mode, every parameter's ``requires_grad`` and every buffer
     (BatchNorm statistics move in train mode) are restored.
     """
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
     buffers = [(b, b.detach().clone()) for b in model.buffers()] if train else []
-    model.train(train)
-    for p in params.values():
-        p.requires_grad_(True)
-    try:
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
+    with train_mode(model, train), grad_flags(model):
+        for p in params.values():
+            p.requires_grad_(True)
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for b, saved in buffers:
+                    b.copy_(saved)
 
 
 def sample_batches(
@@ -52,12 +47,6 @@ def sample_batches(
         if idx.numel() == 0:
             break
         yield data.x[idx].to(device), data.y[idx].to(device)
-
-
-def device_of(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a parameter-free model)."""
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def loss_grads(

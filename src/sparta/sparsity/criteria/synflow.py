@@ -22,22 +22,11 @@ from torch import nn
 from torch.func import functional_call
 
 from sparta.data import ImageDataset
+from sparta.models.utils import device_of, input_shape_of
 from sparta.sparsity.criteria import register_criterion
-from sparta.sparsity.criteria.common import device_of, scoring
+from sparta.sparsity.criteria.common import scoring
 
 ROUNDS = 100
-
-
-def _input_shape(model: nn.Module, data: ImageDataset | None) -> tuple[int, ...]:
-    if data is not None:
-        return tuple(data.input_shape)
-    spec = getattr(model, "sparta_spec", None)
-    if isinstance(spec, dict):
-        return tuple(spec["dataset"]["input_shape"])
-    raise ValueError(
-        "synflow needs the input shape: pass input_shape=(C, H, W) or a dataset, or use a "
-        "model built by sparta.models.create"
-    )
 
 
 @register_criterion("synflow", needs_data=False, rounds=ROUNDS)
@@ -50,7 +39,9 @@ def synflow_scores(
     double: bool = True,
 ) -> dict[str, torch.Tensor]:
     """``|w * dR/dw|`` on the linearised (``|.|``) network with ``masks`` applied."""
-    shape = tuple(input_shape) if input_shape is not None else _input_shape(model, data)
+    if input_shape is None and data is not None:
+        input_shape = data.input_shape
+    shape = input_shape_of(model, input_shape)
     dtype = torch.float64 if double else torch.float32
     masks = masks or {}
 
