@@ -100,3 +100,71 @@ def test_saving_an_unregistered_module_says_how_to_make_it_reloadable(tmp_path):
         sparta.save(net, tmp_path / "x.safetensors")
     assert "my_pkg.models:make_net" in str(err.value)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+_WRITER = """
+import sys, torch, sparta
+from sparta import models
+from sparta.data import DatasetInfo
+from sparta.io import model_meta, write_checkpoint
+from sparta.runs import Run
+info = DatasetInfo("fashion-mnist", (1, 28, 28), 10, (0.286,), (0.353,))
+run = Run(sys.argv[1])
+run.path.mkdir(parents=True, exist_ok=True)
+nets = [models.create("lenet300", dataset=info, width=w) for w in (1.0, 2.0)]
+for step in range(10**6):
+    net = nets[step % 2]  # alternate shapes: new tensors under an old sidecar cannot load
+    write_checkpoint(run.checkpoint_dir / f"epoch_{step:04d}.safetensors",
+                     {**net.state_dict(), "rng.torch": torch.get_rng_state()},
+                     {**model_meta(net), "epoch": step})
+    for old in sorted(run.checkpoint_dir.glob("epoch_*.safetensors"))[:-2]:
+        old.with_suffix(".json").unlink(missing_ok=True)
+        old.unlink(missing_ok=True)
+    sparta.save(net, run.file("best.safetensors"), epoch=step)
+    sparta.save(net, run.path, epoch=step)
+    run.write_config({"step": step, "pad": "x" * 10000})
+    run.write_summary({"step": step, "pad": list(range(5000))})
+    run.log({"epoch": step})
+    run.truncate_metrics(lambda r: True)
+    if step == 1:
+        print("ready", flush=True)
+"""
+
+
+def test_a_kill_during_writes_always_leaves_a_folder_that_loads_and_resumes(tmp_path):
+    """SIGKILL a real process that rewrites checkpoints, the final and best models, config,
+    summary and metrics in a loop, at random moments: every file it left reads back."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from sparta.io import restore_model
+    from sparta.runs import Run
+    from tests.killed_run import ENV
+
+    rng = random.Random(0)
+    for i in range(6):
+        folder = tmp_path / f"run{i}"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(folder)], env=ENV, stdout=subprocess.PIPE
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        run = Run(folder)
+        model = sparta.load(folder)  # model.safetensors, else best, else newest checkpoint
+        assert model(torch.rand(1, 1, 28, 28)).shape == (1, 10)
+        for name in ("model.safetensors", "best.safetensors"):
+            if (folder / name).with_suffix(".json").is_file():
+                sparta.load(folder / name)
+        newest = latest_checkpoint(run.checkpoint_dir)
+        assert newest is not None
+        tensors, meta = read_checkpoint(newest)
+        restore_model(models.from_spec(meta["model"]), tensors, meta)  # what resume does
+        assert "rng.torch" in tensors
+        assert isinstance(run.read_config()["step"], int)
+        assert isinstance(run.read_summary()["step"], int)
+        assert all("epoch" in r for r in run.metrics())

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,33 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    The rename is atomic, so a kill at any moment leaves either the old file or the new
+    one, never half a file. The temporary name is unique per process and never matches
+    the ``*.safetensors``/``*.json`` globs that find checkpoints; a failed write removes it.
+    """
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file + rename); returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -71,14 +95,23 @@ def _json_default(o: Any) -> Any:
 def write_checkpoint(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> Path:
-    """Write ``tensors`` to ``path`` (.safetensors) and ``meta`` to its JSON sidecar."""
+    """Write ``tensors`` to ``path`` (.safetensors) and ``meta`` to its JSON sidecar.
+
+    Both are written atomically and the sidecar last: it is the commit mark. Replacing a
+    checkpoint removes the old sidecar first, so a kill between the two renames leaves a
+    tensor file without a sidecar, which :func:`resolve` and :func:`latest_checkpoint`
+    skip, never new tensors described by an old sidecar.
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"checkpoint path must end in .safetensors, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    _atomic_write_bytes(path, lambda tmp: save_file(flat, str(tmp)))
-    write_json(sidecar_path(path), {"format": FORMAT, "version": VERSION, **meta})
+    side = sidecar_path(path)
+    with atomic_path(path) as tmp:
+        save_file(flat, str(tmp))
+        side.unlink(missing_ok=True)
+    write_json(side, {"format": FORMAT, "version": VERSION, **meta})
     return path
 
 
@@ -131,14 +164,14 @@ def resolve(path: str | os.PathLike) -> Path:
         return path
     if path.is_dir():
         for name in (MODEL_FILE, "best.safetensors"):
-            if (path / name).is_file():
+            if (path / name).is_file() and sidecar_path(path / name).is_file():
                 return path / name
         newest = latest_checkpoint(path / "checkpoints")
         if newest is not None:
             return newest
         raise FileNotFoundError(
             f"no checkpoint in run folder {path} (looked for {MODEL_FILE}, "
-            "best.safetensors, checkpoints/*.safetensors)"
+            "best.safetensors, checkpoints/*.safetensors, each with its .json sidecar)"
         )
     raise FileNotFoundError(f"checkpoint or run folder not found: {path}")
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from sparta.io import write_json
+from sparta.io import atomic_write_text, write_json
 
 if TYPE_CHECKING:
     from torch import nn
@@ -149,9 +149,7 @@ class Run:
         return self.path / name
 
     def write_config(self, config: dict[str, Any]) -> None:
-        tmp = self.config_file.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(_plain(config), sort_keys=False))
-        os.replace(tmp, self.config_file)
+        atomic_write_text(self.config_file, yaml.safe_dump(_plain(config), sort_keys=False))
 
     def read_config(self) -> dict[str, Any]:
         return yaml.safe_load(self.config_file.read_text()) or {}
@@ -170,9 +168,7 @@ class Run:
     def truncate_metrics(self, keep: Any) -> None:
         """Keep only the records for which ``keep(record)`` is true (used on resume)."""
         kept = [r for r in self.metrics() if keep(r)]
-        tmp = self.metrics_file.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.metrics_file)
+        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.summary_file, _plain(summary))

@@ -34,6 +34,8 @@ def test_certify_writes_summary(run_dir, tmp_path, capsys, method):
     assert sum(s[k] for k in ("verified", "falsified", "unknown", "wrong")) == 20
     assert 0 <= s["verified_acc"] <= s["clean_acc"] <= 1 and s["time_per_image_s"] > 0
     assert s["clean_acc"] > 0.5 and "verified_acc=" in out
+    png = tmp_path / "c" / "verified_acc.png"  # the verified / unknown / ... split
+    assert png.read_bytes()[:4] == b"\x89PNG" and f"plot: {png}" in out
 
 
 def test_tighter_methods_verify_more(run_dir, tmp_path):

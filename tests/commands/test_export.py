@@ -38,7 +38,19 @@ def _summary(capsys, args):
     out = capsys.readouterr()
     assert code == 0, out.err
     run = out.out.strip().splitlines()[-1].removeprefix("run: ")
-    return json.loads(open(f"{run}/summary.json").read()), run
+    s = json.loads(open(f"{run}/summary.json").read())
+    assert f"batch 1 {s['latency_b1_ms']:.3g} exported vs" in out.out
+    assert f"batch 256 {s['latency_b256_ms']:.3g} exported vs" in out.out
+    return s, run
+
+
+def _check_latency(s, n) -> None:
+    """Exported and masked latencies at batch 1 and 256, and their ratio, are recorded."""
+    for b in (1, 256):
+        exported, masked = s[f"latency_b{b}_ms"], s[f"latency_b{b}_ms_masked"]
+        assert exported > 0 and masked > 0
+        assert s[f"speedup_b{b}"] == pytest.approx(masked / exported)
+    assert s["latency_b256_inputs"] == n and 1 <= n <= 256
 
 
 def test_compact_export_writes_a_loadable_smaller_model(ckpts, capsys) -> None:
@@ -62,6 +74,7 @@ def test_compact_export_writes_a_loadable_smaller_model(ckpts, capsys) -> None:
     assert s["param_fraction"] < 0.5 and s["mac_fraction"] < 0.5
     assert s["size_bytes"] < s["size_bytes_dense"]
     assert 0.4 < s["channel_sparsity"] < 0.6
+    _check_latency(s, n=256)
     small = sparta.load(run)
     assert models.count_params(small) == s["params"]
 
@@ -85,6 +98,7 @@ def test_sparse_export_uses_the_test_split(ckpts, capsys, fmt) -> None:
     assert s["inputs"] == "test" and s["max_abs_diff"] <= 1e-5
     assert s["size_fraction"] < 0.5 and s["param_fraction"] < 0.5
     assert "fc1" in s["sparse_layers"]
+    _check_latency(s, n=s["latency_b256_inputs"])
     x = torch.rand(2, 1, 8, 8)
     with torch.no_grad():
         assert torch.allclose(sparta.load(run)(x), sparta.load(ckpts / "unstr")(x), atol=1e-5)

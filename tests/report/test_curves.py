@@ -1,6 +1,7 @@
 import pytest
 
 from sparta.report import plot_learning_curves
+from sparta.report.curves import curve_series
 from sparta.runs import Run
 
 
@@ -20,6 +21,19 @@ def test_plot_writes_a_png_from_metrics(tmp_path):
     path = plot_learning_curves(run.path)
     assert path == run.path / "curves.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_adversarial_training_curves_include_validation_robust_accuracy(tmp_path):
+    run = Run.create({}, "train", root=tmp_path, name="adv")
+    for e in (1, 2, 3):
+        row = {"epoch": e, "train_loss": 1 / e, "train_robust_acc": e / 6, "val_acc": e / 5}
+        run.log({**row, **({"val_robust_acc": e / 7} if e != 2 else {})})  # 2: not validated
+    series = curve_series(run.metrics())
+    assert series["acc"]["val robust"] == ([1, 3], [1 / 7, 3 / 7])
+    assert series["acc"]["train robust"] == ([1, 2, 3], [1 / 6, 2 / 6, 3 / 6])
+    assert set(series["acc"]) == {"val", "train robust", "val robust"}
+    assert set(series["loss"]) == {"train"}
+    assert plot_learning_curves(run.path).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_plot_without_metrics_is_a_clear_error(tmp_path):

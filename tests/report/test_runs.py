@@ -9,7 +9,9 @@ from sparta.backdoor.recover import RecoveryResult
 from sparta.certify.smoothing import SmoothingReport
 from sparta.report import PLOTTERS, plot_run
 from sparta.report.attacks import plot_robust_curve
+from sparta.report.certify import status_fractions
 from sparta.report.lottery import levels_table
+from sparta.report.triggers import ROWS, trigger_figure
 from sparta.report.unlearn import format_markdown
 from sparta.runs import Run
 
@@ -68,8 +70,20 @@ def test_certify_smooth_run_from_its_examples(tmp_path):
     run.file("smoothing_examples.json").write_text(json.dumps(report.to_dict()))
     assert plot_run(run.path) == [run.file("certified_acc_vs_radius.png")]
     assert _png(run.file("certified_acc_vs_radius.png")) > 5000
-    crown = _run(tmp_path, "certify", {"verified_acc": 0.5}, name="crown", method="crown")
-    assert plot_run(crown.path) == []
+
+
+@pytest.mark.parametrize("method", ["crown", "ibp", "alpha-crown", "bab"])
+def test_certify_bound_run_plots_its_verified_split(tmp_path, method):
+    counts = {"verified": 5, "unknown": 2, "falsified": 1, "wrong": 2}
+    summary = {"n": 10, **counts, "verified_acc": 0.5, "method": method, "eps": 0.1,
+               "norm": "linf"}  # fmt: skip
+    run = _run(tmp_path, "certify", summary, name=method, method=method, ckpt="runs/lenet5")
+    assert status_fractions(summary) == {k: v / 10 for k, v in counts.items()}
+    assert plot_run(run.path) == [run.file("verified_acc.png")]
+    assert _png(run.file("verified_acc.png")) > 3000
+    broken = _run(tmp_path, "certify", {"verified_acc": 0.5}, name="old", method=method)
+    with pytest.raises(ValueError, match="no n, verified, unknown, falsified, wrong"):
+        plot_run(broken.path)
 
 
 def test_unlearn_bench_run_gives_md_csv_png(tmp_path):
@@ -97,6 +111,10 @@ def test_recover_run_from_its_saved_triggers(tmp_path):
     assert torch.equal(back.masks, res.masks) and torch.equal(back.patterns, res.patterns)
     assert plot_run(run.path) == [run.file("trigger.png")]
     assert _png(run.file("trigger.png")) > 1000
+    fig = trigger_figure(back)
+    axes = fig.axes  # row-major: masks, then triggers
+    assert [axes[0].get_ylabel(), axes[k].get_ylabel()] == list(ROWS)
+    assert [a.get_title() for a in axes[:k]] == ["0\nL1 5.0", "1 *\nL1 1.0", "2\nL1 6.0"]
 
 
 def test_train_curves_unknown_command_and_bad_folders(tmp_path):

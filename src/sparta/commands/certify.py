@@ -7,7 +7,8 @@ Writes a run folder with summary.json: for bound methods ``verified_acc``, ``cle
 :func:`sparta.certify.smoothing.certify_dataset` (``certified_acc_r{radius}``, ...) and the
 certified-accuracy plot. Bound methods need ``--eps`` (a radius in [0, 1]); ``smooth``
 certifies radii from ``--sigma`` and takes no eps. With ``--ckpt RUN`` and no ``--name`` the
-run folder is ``RUN/evals/certify-<hash>/``.
+run folder is ``RUN/evals/certify-<hash>/``. Bound methods also draw ``verified_acc.png``
+(the verified / unknown / falsified / wrong split of the examples).
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class Certify(Command):
             print(f"run: {run.path}")
             return 0
         from sparta.experiments.verify import verified_accuracy
+        from sparta.report.certify import plot_certify_run
 
         assert opts.eps is not None  # checked by CertifyOptions
         run = self.create_run(config)
@@ -116,6 +118,7 @@ class Certify(Command):
             max_branches=opts.max_branches,
         )
         run.write_summary(summary)
+        (plot,) = plot_certify_run(run)
         print(
             f"verified_acc={summary['verified_acc']:.4f} clean_acc={summary['clean_acc']:.4f} "
             f"({opts.method}, eps={opts.eps:g} {opts.norm}, n={summary['n']}: "
@@ -123,6 +126,7 @@ class Certify(Command):
             f"{summary['unknown']} unknown, {summary['wrong']} wrong; "
             f"{summary['time_per_image_s'] * 1000:.1f} ms/image)"
         )
+        print(f"plot: {plot}")
         print(f"run: {run.path}")
         return 0
 

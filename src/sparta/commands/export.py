@@ -8,7 +8,10 @@
 
 ``summary.json`` holds parameters and MACs with their fractions of the dense model, the
 size on disk against a dense checkpoint, and the largest absolute output difference from
-the masked model on a batch of the dataset's test split (random inputs if it is missing).
+the masked model on a batch of the dataset's test split (random inputs if it is missing),
+and the CPU latency of the exported model against the masked one at batch 1 and 256
+(interleaved in one process, medians of ``--latency-repeats``; ``speedup_b*`` is masked over
+exported time).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sparta.options import Options, option, require
 
 log = logging.getLogger(__name__)
 FORMATS = ("compact", "csr", "bsr")
+LATENCY_BATCHES = (1, 256)
 
 
 @dataclass
@@ -40,12 +44,14 @@ class ExportOptions(Options):
     blocksize: int = option(16, "BSR tile size")
     conv: bool = option(True, "also convert Conv2d layers (im2col) for csr/bsr")
     batch: int = option(256, "inputs for the output check")
+    latency_repeats: int = option(20, "timed repeats per model and batch size (1 and 256)")
 
     def __post_init__(self) -> None:
         if self.format:
             require(self.format in FORMATS, "format", self.format, f"one of {', '.join(FORMATS)}")
         require(self.blocksize >= 1, "blocksize", self.blocksize, "an integer >= 1")
         require(self.batch >= 1, "batch", self.batch, "an integer >= 1")
+        require(self.latency_repeats >= 1, "latency_repeats", self.latency_repeats, ">= 1")
 
 
 def check_inputs(model: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, str]:
@@ -110,6 +116,25 @@ def export_model(
     }
 
 
+def export_latency(
+    masked: nn.Module, exported: nn.Module, x: torch.Tensor, repeats: int = 20
+) -> dict[str, float]:
+    """CPU latency (ms) of ``exported`` and ``masked`` at each of :data:`LATENCY_BATCHES`
+    (interleaved, medians; :func:`sparta.models.timing.latency_by_batch`) and the speedup
+    (masked time over exported time), as flat summary fields."""
+    from sparta.models.timing import latency_by_batch
+
+    models = {"masked": masked.eval(), "exported": exported.eval()}
+    lat = latency_by_batch(models, x, LATENCY_BATCHES, repeats)
+    out: dict[str, float] = {"torch_threads": torch.get_num_threads()}
+    for b, t in lat.items():
+        out[f"latency_b{b}_ms"] = t["exported"]
+        out[f"latency_b{b}_ms_masked"] = t["masked"]
+        out[f"speedup_b{b}"] = t["masked"] / t["exported"]
+    out["latency_b256_inputs"] = min(256, len(x))
+    return out
+
+
 class Export(Command):
     name = "export"
     help = "export a pruned checkpoint: compact, CSR or BSR"
@@ -126,9 +151,11 @@ class Export(Command):
         opts = self.get(ExportOptions)
         model, _, _ = Run.from_checkpoint(opts.ckpt, splits="none")
         out, figures = export_model(model, opts.format, opts.blocksize, opts.conv)
-        x, source = check_inputs(model, opts.batch)
+        inputs, source = check_inputs(model, max(opts.batch, max(LATENCY_BATCHES)))
+        x = inputs[: opts.batch]
         with torch.no_grad():
             diff = float((model(x) - out.eval()(x)).abs().max())
+        latency = export_latency(model, out, inputs, opts.latency_repeats)
         run_ = self.create_run(self.config())
         source_file = str(model.sparta_checkpoint["path"])
         path = sparta.save(out, run_.path, source=source_file, format=opts.format)
@@ -143,12 +170,23 @@ class Export(Command):
             "inputs": source,
             "n_inputs": int(x.shape[0]),
             "ckpt_file": source_file,
+            **latency,
         }
         run_.write_summary(summary)
         print(
             f"{opts.format}: params {summary['param_fraction']:.3f}, "
             f"MACs {summary['mac_fraction']:.3f}, size {summary['size_fraction']:.3f} of dense; "
             f"max |diff| {diff:.2e} on {x.shape[0]} {source} inputs"
+        )
+        print(
+            "latency (ms, median of "
+            f"{opts.latency_repeats}): "
+            + ", ".join(
+                f"batch {b} {latency[f'latency_b{b}_ms']:.3g} exported vs "
+                f"{latency[f'latency_b{b}_ms_masked']:.3g} masked "
+                f"({latency[f'speedup_b{b}']:.2f}x)"
+                for b in LATENCY_BATCHES
+            )
         )
         print(f"run: {run_.path}")
         return 0

@@ -175,7 +175,7 @@ class Prune(Command):
         import torch
 
         from sparta import models
-        from sparta.io import save, write_json
+        from sparta.io import atomic_write_text, save, write_json
         from sparta.sparsity.pruning import prune
         from sparta.sparsity.report import format_report, report
         from sparta.sparsity.structures import parse_structure
@@ -238,7 +238,7 @@ class Prune(Command):
         )
         run_.write_summary(summary)
         table = format_report(rep)
-        run_.file("sparsity.txt").write_text(table + "\n")
+        atomic_write_text(run_.file("sparsity.txt"), table + "\n")
         write_json(run_.file("sparsity.json"), rep)
         print(table)
         print(

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from sparta.io import write_json
+from sparta.io import atomic_write_text, write_json
 from sparta.report.card_plots import (
     is_number,
     numbers,
@@ -149,9 +149,7 @@ def metrics_by_pillar(card: dict[str, Any]) -> list[tuple[str, list[str]]]:
 
 # ------------------------------------------------------------------ writing
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def write_card(card: dict[str, Any], folder: str | os.PathLike) -> dict[str, Path]:

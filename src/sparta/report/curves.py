@@ -4,25 +4,47 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sparta.report.figures import plt, save
 from sparta.runs import Run
 
+#: the curves drawn per panel: metric prefix, legend label, line style
+SPLITS = (
+    ("train", "train", "-o"),
+    ("val", "val", "-s"),
+    ("train_robust", "train robust", "-^"),
+    ("val_robust", "val robust", "-v"),  # adversarial training: defenses.RobustValidation
+)
+
+
+def curve_series(rows: list[dict[str, Any]]) -> dict[str, dict[str, tuple[list, list]]]:
+    """What :func:`plot_learning_curves` draws: ``{panel: {label: (epochs, values)}}`` for
+    the panels ``loss`` and ``acc``, one series per split logged in at least one epoch
+    (``val_robust_acc`` of adversarial training included), epochs without it skipped."""
+    out: dict[str, dict[str, tuple[list, list]]] = {}
+    for key in ("loss", "acc"):
+        panel = out.setdefault(key, {})
+        for split, label, _ in SPLITS:
+            points = [(r["epoch"], r[f"{split}_{key}"]) for r in rows if f"{split}_{key}" in r]
+            if points:
+                panel[label] = ([e for e, _ in points], [v for _, v in points])
+    return out
+
 
 def plot_learning_curves(run_dir: str | os.PathLike, out: str | None = None) -> Path:
-    """Plot loss and accuracy per epoch (train and validation) to ``curves.png``."""
+    """Plot loss and accuracy per epoch (train, validation and, for adversarial training,
+    their robust accuracies) to ``curves.png``."""
     run = Run(run_dir)
     rows = [r for r in run.metrics() if "epoch" in r and "train_loss" in r]
     if not rows:
         raise ValueError(f"no epoch metrics in {run.metrics_file} to plot")
-    epochs = [r["epoch"] for r in rows]
+    series = curve_series(rows)
+    styles = {label: style for _, label, style in SPLITS}
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for key, ax in (("loss", ax_loss), ("acc", ax_acc)):
-        splits = (("train", "-o"), ("val", "-s"), ("train_robust", "-^"), ("val_robust", "-v"))
-        for split, style in splits:
-            values = [r.get(f"{split}_{key}") for r in rows]
-            if all(v is not None for v in values):
-                ax.plot(epochs, values, style, label=split, markersize=3)
+        for label, (epochs, values) in series[key].items():
+            ax.plot(epochs, values, styles[label], label=label, markersize=3)
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)

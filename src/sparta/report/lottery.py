@@ -9,6 +9,7 @@ from typing import Any
 
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from sparta.io import atomic_write_text
 from sparta.report.figures import plt, save
 from sparta.runs import Run
 from sparta.sparsity.lottery import ACC_KEYS
@@ -60,6 +61,6 @@ def plot_lottery_run(run: Run) -> list[Path]:
         raise ValueError(f"{run.summary_file} has no levels: not a finished lottery run")
     config = run.read_config()
     md = run.file("levels.md")
-    md.write_text(levels_table(levels))
+    atomic_write_text(md, levels_table(levels))
     title = f"{config.get('model')} on {config.get('dataset')}"
     return [md, plot_levels(levels, run.file("levels.png"), title=title)]

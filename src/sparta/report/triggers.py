@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sparta.backdoor.recover import RecoveryResult
 from sparta.report.figures import plt, save
@@ -13,8 +14,12 @@ TRIGGERS = "triggers.safetensors"  # what ``RecoveryResult.save`` writes in a ru
 PNG = "trigger.png"
 
 
-def save_trigger_png(result: RecoveryResult, path: str | os.PathLike, title: str = "") -> Path:
-    """Masks (top) and masked patterns ``m * p`` (bottom) per label; the target is marked."""
+ROWS = ("mask m", "trigger m * p")  # the row labels of the trigger figure
+
+
+def trigger_figure(result: RecoveryResult, title: str = "") -> Any:
+    """The figure :func:`save_trigger_png` writes: one column per label (titled with the
+    label, ``*`` on the target, and the mask's L1 norm), rows labelled by :data:`ROWS`."""
     k = len(result.labels)
     fig, axes = plt.subplots(2, k, figsize=(1.3 * k + 0.5, 3.0), squeeze=False)
     for i, label in enumerate(result.labels):
@@ -27,8 +32,16 @@ def save_trigger_png(result: RecoveryResult, path: str | os.PathLike, title: str
         for ax in (axes[0][i], axes[1][i]):
             ax.set_xticks([])
             ax.set_yticks([])
+    for row, name in enumerate(ROWS):
+        axes[row][0].set_ylabel(name, fontsize=8)
     fig.suptitle(title or f"recovered triggers (target: {result.target})", fontsize=9)
-    return save(fig, path)
+    return fig
+
+
+def save_trigger_png(result: RecoveryResult, path: str | os.PathLike, title: str = "") -> Path:
+    """Masks (top row) and masked patterns ``m * p`` (bottom row) per label, rows labelled;
+    the target is marked."""
+    return save(trigger_figure(result, title), path)
 
 
 def plot_recover_run(run: Run) -> list[Path]:

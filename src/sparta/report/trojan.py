@@ -16,10 +16,7 @@ def plot_detection(
     levels: Sequence[dict[str, Any]], path: str | os.PathLike, title: str = ""
 ) -> Path:
     """Clean accuracy, ASR (when known) and the Trojan score vs % weights remaining."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sparta.report.figures import plt, save
 
     xs = [100 * r["remaining"] for r in levels]
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -38,10 +35,7 @@ def plot_detection(
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 def plot_detection_run(run: Run | str | os.PathLike, title: str | None = None) -> list[Path]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sparta.experiments.prune_unlearn import COLUMNS
+from sparta.io import atomic_path, atomic_write_text
 from sparta.report.figures import plt, save
 from sparta.runs import Run
 
@@ -33,8 +34,8 @@ def write_table(rows: Sequence[dict[str, Any]], folder: str | os.PathLike) -> di
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"md": folder / "table.md", "csv": folder / "table.csv", "png": folder / "table.png"}
-    paths["md"].write_text(format_markdown(rows) + "\n")
-    with paths["csv"].open("w", newline="") as f:
+    atomic_write_text(paths["md"], format_markdown(rows) + "\n")
+    with atomic_path(paths["csv"]) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
         writer.writeheader()
         writer.writerows(rows)

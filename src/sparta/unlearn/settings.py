@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sparta.data import ImageDataset, as_dataset
+from sparta.io import atomic_write_text
 
 SETS_FILE = "sets.json"
 
@@ -92,10 +93,7 @@ class Setting:
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``sets.json`` (forget/retain/test index lists) into ``folder``."""
         path = Path(folder) / SETS_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")) + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), separators=(",", ":")) + "\n")
 
 
 def make_setting(

@@ -10,10 +10,7 @@ so every variant is scored on the same ones; the cell seed drives the method's r
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ import torch
 from torch import nn
 
 from sparta.experiments.card.cells import CellContext, PillarScore
+from sparta.models.timing import latency_by_batch
 from sparta.registry import Registry
 
 PILLARS: Registry[Any] = Registry(
@@ -75,27 +73,6 @@ def accuracy(ctx: CellContext, model: nn.Module, variant: str, sparsity: float, 
 
 
 # ------------------------------------------------------------------ efficiency
-def _time_ms(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1e3
-
-
-def measure_latency(
-    models: dict[str, nn.Module], x: torch.Tensor, repeats: int, warmup: int = 2
-) -> dict[str, float]:
-    """Median forward time (ms) of each model on ``x``, the models interleaved per repeat."""
-    times: dict[str, list[float]] = {k: [] for k in models}
-    with torch.no_grad():
-        for _ in range(warmup):
-            for m in models.values():
-                m(x)
-        for _ in range(repeats):
-            for k, m in models.items():
-                times[k].append(_time_ms(lambda m=m: m(x)))
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def _exports(model: nn.Module) -> dict[str, nn.Module]:
     """The exported forms of ``model`` to time: compact (channels removed), CSR, BSR."""
     from sparta.sparsity import compact, masks_of, to_sparse
@@ -150,10 +127,7 @@ def efficiency(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
     exports = _exports(model.eval())
     test = ctx.splits().test
     reps = ctx.options.latency_repeats
-    lat: dict[int, dict[str, float]] = {}
-    for b in (1, 256):
-        x = test.x[: min(b, len(test))]
-        lat[b] = measure_latency({"__dense__": dense, **exports}, x, reps)
+    lat = latency_by_batch({"__dense__": dense, **exports}, test.x[:256], (1, 256), reps)
     # the export with the best geometric-mean ratio to the dense model over both batch sizes
     best = min(
         exports, key=lambda k: lat[1][k] / lat[1]["__dense__"] * lat[256][k] / lat[256]["__dense__"]
