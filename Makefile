@@ -28,9 +28,10 @@ browser: $(BROWSER_STAMP)
 	@bash scripts/ensure-chromium.sh
 
 # The main job: the report card of LeNet-5 on Fashion-MNIST (configs/card-demo.yaml); a second
-# `make demo` reuses every finished cell (--resume) and only prints the table again.
+# `make demo` resumes runs/demo: it reuses every finished cell and only prints the table again.
 demo: setup
-	$(BIN)/sparta card --config configs/card-demo.yaml --out runs --name demo --resume
+	$(BIN)/sparta card --config configs/card-demo.yaml --out runs --name demo \
+		$$(test -f runs/demo/config.yaml && echo --resume)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

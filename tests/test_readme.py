@@ -18,12 +18,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.killed_run import ENV
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CLI_SECTION, PYTHON_SECTION = "Quick tour: command line", "Quick tour: Python"
+CARD_SECTION = "The report card"  # its lines run after the tour's (they read the tour's runs)
+#: the project's own files the README's lines name, copied into the test's folder
+PROJECT_FILES = ("configs/card-demo.yaml",)
 
 TRAIN = ["--dataset", "digits", "--epochs", "2", "--batch-size", "64"]
 #: what is appended to a tour line, per command: the data set (digits), epochs and the
@@ -47,6 +51,12 @@ SMALL: dict[str, list[str]] = {
     ],
     "backdoor recover": ["--n", "16", "--steps", "5"],
     "backdoor remove": ["--epochs", "1", "--retrain-epochs", "1"],
+    "card": [
+        *("--dataset", "digits", "--epochs", "1", "--train-subset", "300", "--test-subset"),
+        *("100", "--sparsities", "0.5", "--pillars", "accuracy", "efficiency", "--gmp-epochs"),
+        *("1", "--finetune-epochs", "1", "--adv-epochs", "1", "--latency-repeats", "2"),
+    ],
+    "report": [],
 }
 #: tour lines that are not ``sparta`` lines and why they are not run here
 NOT_RUN = {"torchrun": "two processes; tests/train/test_distributed.py runs torchrun"}
@@ -68,9 +78,10 @@ def blocks(lang: str, text: str) -> list[str]:
 
 
 def tour_commands() -> list[list[str]]:
-    """The ``sparta`` lines of the command-line tour, as argument lists (comments removed)."""
+    """The ``sparta`` lines of the command-line tour, then of the report card's section, as
+    argument lists (comments removed)."""
     lines = []
-    for block in blocks("bash", section(CLI_SECTION)):
+    for block in [*blocks("bash", section(CLI_SECTION)), *blocks("bash", section(CARD_SECTION))]:
         for line in block.replace("\\\n", " ").splitlines():
             argv = shlex.split(line, comments=True)
             if not argv:
@@ -155,6 +166,9 @@ def test_command_line_tour_runs_as_written(tmp_path, monkeypatch, capsys) -> Non
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     _own_files(tmp_path)
+    for name in PROJECT_FILES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((README.parent / name).read_text())
     for argv in tour_commands():
         full = ["--quiet", *small_args(with_own_files(argv, tmp_path))]
         code = main(full)
@@ -168,6 +182,11 @@ def test_command_line_tour_runs_as_written(tmp_path, monkeypatch, capsys) -> Non
     assert (mine["model"], mine["dataset"]) == ("my_pkg.models:make_net", "my_pkg.data:load")
     folders = [yaml.safe_load(p.read_text()).get("dataset") for p in runs.glob("*/config.yaml")]
     assert f"folder:{tmp_path / 'images'}" in folders
+    for card in ("demo", "mycard"):
+        assert (runs / card / "card.html").is_file() and (runs / card / "card.json").is_file()
+    report = next(runs.glob("report-*"))
+    rows = json.loads((report / "card.json").read_text())["rows"]
+    assert len(rows) >= 3  # lenet5 (with its evals), lenet5-chan, ibp
 
 
 _RUNNER = """
@@ -179,8 +198,10 @@ print("README-OK")
 """
 
 
-def test_python_tour_runs_as_written(tmp_path) -> None:
-    code = blocks("python", section(PYTHON_SECTION))
+@pytest.mark.parametrize("title", [PYTHON_SECTION, CARD_SECTION])
+def test_python_blocks_run_as_written(tmp_path, title) -> None:
+    code = blocks("python", section(title))
+    assert code
     (tmp_path / "blocks.json").write_text(json.dumps(code))
     env = {**ENV, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run(
