@@ -213,6 +213,14 @@ def test_config_file_fills_options_and_flags_win(trained, tmp_path, capsys):
     cfg.write_text("subsett: 20\n")
     code, _, err = _run([*args, "--name", "c"], capsys)
     assert code == 2 and "subsett" in err and not (tmp_path / "c").exists()
+    # a run's own config.yaml is a config file of its command, and of no other
+    recorded = tmp_path / "b" / "config.yaml"
+    again = ["eval", "--ckpt", str(trained), "--config", str(recorded), "--out", str(tmp_path)]
+    assert _run([*again, "--name", "d"], capsys)[0] == 0
+    assert json.loads((tmp_path / "d" / "summary.json").read_text())["n"] == 30
+    other = ["attack", "--ckpt", str(trained), "--config", str(recorded), "--out", str(tmp_path)]
+    code, _, err = _run([*other, "--name", "e"], capsys)
+    assert code == 2 and "recorded by `sparta eval`" in err and not (tmp_path / "e").exists()
 
 
 def test_eval_of_a_non_checkpoint_names_the_file(tmp_path, capsys):

@@ -208,6 +208,13 @@ class Command(abc.ABC):
         kinds = self.option_types()
         known = {f.name for k in kinds for f in dataclasses.fields(k)}
         file_values = read_yaml(args.config) if getattr(args, "config", None) else {}
+        if "command" in file_values:  # a run's own config.yaml: the options it recorded
+            recorded = file_values.pop("command")
+            if recorded != self.run_command:
+                raise ValueError(
+                    f"{args.config} was recorded by `sparta {recorded}`, not "
+                    f"`sparta {self.run_command}`; give it to that command"
+                )
         unknown = sorted(set(file_values) - known)
         if unknown:
             raise ValueError(

@@ -168,7 +168,7 @@ def efficiency(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
     options=("eps", "suite", "robust_n"),
 )
 def robustness(ctx: CellContext, model: nn.Module, variant: str, sparsity: float, seed: int):
-    """Robust accuracy under the attack suite at ``--eps`` with gradient-masking checks."""
+    """Robust accuracy under the attack suite at the card's eps with gradient-masking checks."""
     from sparta import attacks
 
     o = ctx.options
@@ -236,7 +236,7 @@ def _crown(
     ),
 )
 def certification(ctx: CellContext, model: nn.Module, variant: str, sparsity: float, seed: int):
-    """IBP and CROWN verified accuracy at ``--cert-eps``; smoothing certified accuracy."""
+    """IBP and CROWN verified accuracy at the card's cert eps; smoothing certified accuracy."""
     from sparta import certify
 
     o = ctx.options
