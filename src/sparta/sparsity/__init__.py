@@ -23,12 +23,14 @@ from sparta.sparsity.masks import (
 from sparta.sparsity.pruning import prune, select_masks
 from sparta.sparsity.report import format_report, report
 from sparta.sparsity.schedules import GradualPruning, cubic_sparsity
+from sparta.sparsity.scores import ScoredModel, init_scores, signed_constant_
 from sparta.sparsity.structures import parse_structure
 from sparta.sparsity.topk import global_masks, keep_top, layer_masks
 
 __all__ = [
     "DISTRIBUTIONS",
     "SET",
+    "ScoredModel",
     "ChannelGroup",
     "DynamicSparsity",
     "GradualPruning",
@@ -56,6 +58,7 @@ __all__ = [
     "global_masks",
     "imp",
     "imp_masks",
+    "init_scores",
     "keep_top",
     "layer_masks",
     "lottery",
@@ -69,6 +72,7 @@ __all__ = [
     "report",
     "score",
     "select_masks",
+    "signed_constant_",
     "sparse_size_bytes",
     "to_sparse",
     "uniform",
