@@ -120,6 +120,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument(
+        "--model-cache", default="", help="state_dict file: load if it exists, else save"
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -136,7 +139,13 @@ def main() -> None:
     test = splits.test.take(min(args.n_test, len(splits.test)), seed=args.seed)
     model = models.create("lenet300", dataset=splits.train.info)
     start = time.perf_counter()
-    finetune(model, None, splits.train, cfg, splits.val)
+    cache = Path(args.model_cache) if args.model_cache else None
+    if cache is not None and cache.exists():
+        model.load_state_dict(torch.load(cache))
+    else:
+        finetune(model, None, splits.train, cfg, splits.val)
+        if cache is not None:
+            torch.save(model.state_dict(), cache)
     model.eval()
     res: dict[str, Any] = {"config": vars(args), "torch": torch.__version__}
     res["train_time_s"] = time.perf_counter() - start

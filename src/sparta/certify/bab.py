@@ -19,11 +19,15 @@ in the leaf LP.
 
 Bounds (``bound``): "beta-crown" (default; Wang et al. 2021, 2103.06624, Sec. 3): every batch
 of sub-problems is bounded by alpha-CROWN with beta-CROWN's multipliers for the split
-constraints (:func:`~sparta.certify.crown.optimize_bounds`), slopes of the output and of every
-intermediate layer and the multipliers optimised jointly; the root by alpha-CROWN. "alpha-crown"
-optimises the slopes only and "crown" is plain CROWN (the split constraints then enter only
-through the intermediate bounds). The slopes start from CROWN's on every sub-problem (no warm
-start from the parent), hence auto_LiRPA's root learning rates (0.5 for alpha, 0.05 for beta).
+constraints (:func:`~sparta.certify.crown.optimize_bounds`), the output's slopes and the
+multipliers optimised; the root by alpha-CROWN with the slopes of every intermediate layer.
+A sub-problem's intermediate bounds are CROWN's under the split constraints intersected with its
+parent's (so with the root's alpha-CROWN bounds) and stay fixed while the output's slopes and the
+multipliers are optimised (auto_LiRPA's ``fix_interm_bounds``; beta-CROWN's multipliers carry
+the split constraints that intermediate bounds would otherwise have to: 2103.06624 Sec. 3.1).
+"alpha-crown" optimises the slopes only and "crown" is plain CROWN (the split constraints then
+enter only through the intermediate bounds). The slopes start from CROWN's on every
+sub-problem (no warm start from the parent's, whose rows differ per batch).
 
 The relaxation's bound of a leaf can stay negative even when all its ReLUs are decided (CROWN
 ignores the split constraints on the input; beta-CROWN enforces them only at its optimum).
@@ -195,7 +199,15 @@ class BaB:
         else:
             beta = splits if self.bound == "beta-crown" else None
             low, bnds, pts = optimize_bounds(
-                self.graph, dom, spec, bnds, beta, self.steps, record=record, point=True
+                self.graph,
+                dom,
+                spec,
+                bnds,
+                beta,
+                self.steps,
+                intermediate=ref is None,  # sub-problems: the root's optimised bounds, fixed
+                record=record,
+                point=True,
             )
         worst = low.argmin(0)
         points = pts[worst, torch.arange(n, device=x.device)]  # type: ignore[index]
