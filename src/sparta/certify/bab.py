@@ -46,7 +46,6 @@ from dataclasses import dataclass
 import torch
 
 from sparta.certify.crown import (
-    ALPHA_STEPS,
     backward,
     intermediate_bounds,
     optimize_bounds,
@@ -57,6 +56,10 @@ from sparta.certify.graph import Graph, Interval
 from sparta.certify.ibp import interval, spec_matrix
 
 LP_TOL = 1e-5
+# alpha/beta steps per batch of sub-problems (and at the root): on LeNet-300-100 (Fashion-MNIST,
+# eps 0.02) 5 steps bound a batch of 64 children within 0.001 of 20 steps' bound at a quarter
+# of the time (0.48 s vs 2.0 s of CPU; plain CROWN: 0.18 s), so BaB branches more per second
+BAB_STEPS = 5
 BOUNDS = ("beta-crown", "alpha-crown", "crown")  # sub-problem bounds, tightest first
 
 
@@ -167,7 +170,7 @@ class BaB:
         norm: str = "linf",
         batch: int = 64,
         bound: str = "beta-crown",
-        steps: int = ALPHA_STEPS,
+        steps: int = BAB_STEPS,
     ) -> None:
         if bound not in BOUNDS:
             raise ValueError(f"bound={bound!r} is not allowed; expected one of {', '.join(BOUNDS)}")
