@@ -26,8 +26,10 @@ without given intermediate bounds). Adam with auto_LiRPA's defaults (``optimize_
 CROWN's. The slopes are projected onto [0, 1] *after* each step, outside the graph: the bound
 never differentiates a clamp at its ends, whose gradient there changed between torch 2.13.0
 (1) and 2.14.1 (0) and with CROWN's 0/1 start would make every gradient zero. The best bound of
-every row seen is kept (CROWN's included), and so are the tightest intermediate bounds seen,
-which later steps intersect with (sound: each one is).
+every row seen is kept (CROWN's included). Every step's intermediate bounds are intersected with
+CROWN's (auto_LiRPA's reference bounds; intersecting with the tightest seen instead cuts the
+gradient of every neuron that is not improving and ends looser); the tightest seen are kept
+(each is sound), returned and used in the last pass.
 
 beta-CROWN (Wang et al. 2021, 2103.06624, Sec. 3.1, Thm. 3.1): on a BaB sub-domain with split
 constraints ``s_j z_j >= 0`` (``s = +1``: active, ``z >= 0``; ``-1``: inactive), the bound of
@@ -47,6 +49,7 @@ rows and no alpha; the bounds stay differentiable in ``slope`` and ``intercept``
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -416,11 +419,13 @@ def optimize_bounds(
     if steps <= 0 or not (a_params or b_params):
         return best, bounds, points
 
-    def evaluate(joint: bool, rec=None, pt=False) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
+    init, bounds = bounds, dict(bounds)  # CROWN's (the reference of every step), the best seen
+
+    def evaluate(joint: bool, ref: dict, rec=None, pt=False) -> tuple[torch.Tensor, dict, Any]:
         be = betas if joint else {}
-        cur = bounds
-        if refined:  # the tightest bounds seen are the reference (all sound)
-            cur = intermediate_bounds(graph, domain, bounds, None, alphas, be, sign, idx)
+        cur = ref
+        if refined:  # recomputed with the slopes, ∩ ``ref``
+            cur = intermediate_bounds(graph, domain, ref, None, alphas, be, sign, idx)
         out = graph.output
         low, pts = output_bounds(
             graph, domain, spec, cur, alphas.get(out), rec, pt, be.get(out), sign
@@ -444,10 +449,14 @@ def optimize_bounds(
         params = [t for g in groups for t in g["params"]]
         for _ in range(steps):
             with torch.enable_grad():
-                low, cur, _ = evaluate(joint)
+                low, cur, _ = evaluate(joint, init)
                 grads = torch.autograd.grad(-low.sum(), params, allow_unused=True)
             best = torch.maximum(best, low.detach())
-            bounds = {k: (lo.detach(), up.detach()) for k, (lo, up) in cur.items()}
+            for k, (lo, up) in cur.items():  # the tightest seen (each is sound)
+                bounds[k] = (
+                    torch.maximum(bounds[k][0], lo.detach()),
+                    torch.minimum(bounds[k][1], up.detach()),
+                )
             for v, g in zip(params, grads, strict=True):  # not .backward(): model .grad untouched
                 v.grad = torch.zeros_like(v) if g is None else g
             opt.step()
@@ -460,7 +469,7 @@ def optimize_bounds(
     with torch.no_grad():
         if record is not None:
             record.clear()
-        low, cur, pts = evaluate(bool(b_params), record, point)
+        low, cur, pts = evaluate(bool(b_params), bounds, record, point)
     return torch.maximum(best, low), cur, points if pts is None else pts
 
 
