@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.sparta-installed
 BROWSER_STAMP := $(VENV)/.sparta-browser
 
-.PHONY: setup data browser demo test test-slow bench lint format clean
+.PHONY: setup data browser demo test test-slow bench lint format clean venv-torch-next test-torch-next
 
 setup: $(STAMP) data
 
@@ -46,9 +46,27 @@ test-slow: setup
 bench: setup
 	$(BIN)/python benchmarks/train_throughput.py
 
+# The next torch release: certification and attacks are checked on torch 2.14.1 too (issue 15:
+# clamp's gradient at its bounds changed between 2.13.0 and 2.14.1). torch is installed first so the
+# project's install keeps it; torchvision is not needed and not installed.
+NEXT_VENV := .venv-torch-2.14
+NEXT_STAMP := $(NEXT_VENV)/.sparta-installed
+
+$(NEXT_STAMP): pyproject.toml
+	@test -x $(NEXT_VENV)/bin/python || $(PYTHON) -m venv $(NEXT_VENV)
+	$(NEXT_VENV)/bin/python -m pip install -q torch==2.14.1
+	$(NEXT_VENV)/bin/python -m pip install -q -e '.[dev]'
+	$(NEXT_VENV)/bin/python -c 'import torch; assert torch.__version__.startswith("2.14.1"), torch.__version__'
+	@touch $(NEXT_STAMP)
+
+venv-torch-next: $(NEXT_STAMP)
+
+test-torch-next: venv-torch-next data
+	$(NEXT_VENV)/bin/pytest tests/certify tests/attacks
+
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(NEXT_VENV) runs .pytest_cache .ruff_cache

@@ -35,10 +35,11 @@ def grid_min_margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     return float(margins.min())
 
 
+@pytest.mark.parametrize("bound", ["beta-crown", "crown"])
 @pytest.mark.parametrize("seed", [4, 8, 21, 23, 41])
-def test_bab_agrees_with_exhaustive_grid(seed):
+def test_bab_agrees_with_exhaustive_grid(seed, bound):
     model, x, y = tiny_net(seed)
-    res = verify(model, x, y, EPS, method="bab", timeout=20)
+    res = verify(model, x, y, EPS, method="bab", timeout=20, bab_bound=bound)
     truth = grid_min_margin(model, x, y, EPS)
     status = res.status[0]
     if status == "verified":
@@ -48,9 +49,31 @@ def test_bab_agrees_with_exhaustive_grid(seed):
         x_cex = res.counterexamples[0]
         assert (x_cex - x).abs().max() <= EPS + 1e-6 and (x_cex >= 0).all() and (x_cex <= 1).all()
         assert model(x_cex).argmax(1) != y
-    if seed in (23, 41):  # CROWN alone cannot decide these: branching does
+    if seed in (23, 41):  # CROWN alone cannot decide these: branching (or alpha-CROWN) does
         assert not bounds(model, x, EPS, method="crown", y=y).verified[0]
-        assert status == "verified" and res.branches[0] > 0
+        assert status == "verified" and (res.branches[0] > 0 or bound != "crown")
+
+
+def test_beta_crown_needs_fewer_branches_than_crown():
+    """On the grid problems that need branching, beta-CROWN sub-problem bounds close them in no
+    more branches than plain CROWN (they are never looser than the parent's alpha-CROWN bound)."""
+    fewer = 0
+    for seed in (23, 41, 8):
+        model, x, y = tiny_net(seed)
+        found = {
+            b: verify(model, x, y, EPS, method="bab", timeout=20, bab_bound=b)
+            for b in ("crown", "beta-crown")
+        }
+        assert found["crown"].status == found["beta-crown"].status
+        assert found["beta-crown"].branches[0] <= found["crown"].branches[0]
+        fewer += int(found["beta-crown"].branches[0] < found["crown"].branches[0])
+    assert fewer >= 1
+
+
+def test_bab_bound_is_checked():
+    model, x, y = tiny_net(4)
+    with pytest.raises(ValueError, match="bab_bound='lp'.*beta-crown"):
+        verify(model, x, y, EPS, method="bab", bab_bound="lp")
 
 
 def test_unknown_at_branch_limit():

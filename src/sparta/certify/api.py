@@ -8,7 +8,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from sparta.certify.crown import intermediate_bounds, optimize_alphas, output_bounds
+from sparta.certify.crown import intermediate_bounds, optimize_bounds, output_bounds
 from sparta.certify.domain import InputDomain
 from sparta.certify.graph import Graph, Interval, trace
 from sparta.certify.ibp import interval, margin_interval, spec_matrix
@@ -79,11 +79,12 @@ def bounds(
     """Sound bounds of ``model`` over ``{x' : ||x' - x||_norm <= eps} ∩ [0, 1]`` per example.
 
     ``method``: "ibp" (Gowal et al. 2018), "crown" (Zhang et al. 2018; never looser than IBP)
-    or "alpha-crown" (Xu et al. 2021; never looser than CROWN). Differentiable with respect to
-    the model's parameters (IBP and CROWN). BatchNorm uses its running statistics and Dropout is
-    the identity (eval semantics) whatever the module's mode. Raises ``ValueError`` for a bad
-    method, norm or eps, and :class:`~sparta.certify.graph.UnsupportedLayerError` naming a
-    layer the method cannot bound.
+    or "alpha-crown" (Xu et al. 2021; never looser than CROWN: slopes for the output and every
+    intermediate layer, ``alpha_steps`` Adam steps, and its tighter ``preact``). Differentiable
+    with respect to the model's parameters (IBP and CROWN). BatchNorm uses its running
+    statistics and Dropout is the identity (eval semantics) whatever the module's mode. Raises
+    ``ValueError`` for a bad method, norm or eps, and
+    :class:`~sparta.certify.graph.UnsupportedLayerError` naming a layer the method cannot bound.
     """
     method = check_method(method)
     domain = InputDomain(x, eps, norm)
@@ -104,7 +105,7 @@ def bounds(
     if method == "crown":
         low, _ = output_bounds(graph, domain, spec, inter)
     else:
-        low = optimize_alphas(graph, domain, spec, inter, steps=alpha_steps)
+        low, inter, _ = optimize_bounds(graph, domain, spec, inter, steps=alpha_steps)
     lo = torch.maximum(lo, low[:k].t())
     up = torch.minimum(up, -low[k : 2 * k].t())
     if margin is not None:

@@ -15,9 +15,31 @@ exactly whatever their bounds, so they need no rows. Every CROWN bound is inters
 Pre-activations that are an affine image of the input box (the first layer) keep their IBP
 interval, which is already exact for Linf.
 
-alpha-CROWN optimises one lower slope per (spec row, example, neuron) with Adam (lr 0.5, decay
-0.98, 20 steps, auto_LiRPA's defaults with ``fix_interm_bounds``), projects onto [0, 1] and keeps
-the best bound of every row seen, the CROWN bound included.
+alpha-CROWN (:func:`optimize_bounds`) optimises a separate lower slope for every (bounded node,
+ReLU) pair (2011.13824 Sec. 3.1: the optimal slopes differ per bounded neuron): one per (row,
+example, neuron) for the output specification and for every intermediate pre-activation that is
+refined (its unstable neurons' lower and upper rows), all jointly against the sum of the output
+bounds; each step recomputes the intermediate bounds with their slopes, so the gradient reaches
+them through the relaxations of later ReLUs (auto_LiRPA's ``compute_bounds(method="alpha-CROWN")``
+without given intermediate bounds). Adam with auto_LiRPA's defaults (``optimize_bound_args``:
+20 iterations, lr_alpha 0.5, lr_beta 0.05, exponential decay 0.98), slopes initialised to
+CROWN's. The slopes are projected onto [0, 1] *after* each step, outside the graph: the bound
+never differentiates a clamp at its ends, whose gradient there changed between torch 2.13.0
+(1) and 2.14.1 (0) and with CROWN's 0/1 start would make every gradient zero. The best bound of
+every row seen is kept (CROWN's included). Every step's intermediate bounds are intersected with
+CROWN's (auto_LiRPA's reference bounds; intersecting with the tightest seen instead cuts the
+gradient of every neuron that is not improving and ends looser); the tightest seen are kept
+(each is sound), returned and used in the last pass.
+
+beta-CROWN (Wang et al. 2021, 2103.06624, Sec. 3.1, Thm. 3.1): on a BaB sub-domain with split
+constraints ``s_j z_j >= 0`` (``s = +1``: active, ``z >= 0``; ``-1``: inactive), the bound of
+``f`` is the bound of ``f - sum_j beta_j s_j z_j`` with ``beta >= 0`` (a Lagrangian: smaller than
+``f`` on the sub-domain), i.e. ``-beta * s`` is added to the coefficients of every split
+pre-activation during the backward pass. The betas (one per bounded node, row, example and
+split neuron) are optimised jointly with the alphas and projected onto ``beta >= 0``, in as many
+steps again after alpha-CROWN's, warm-started from its slopes (as alpha-beta-CROWN's BaB starts
+from the parent's optimised slopes, with its lr_alpha 0.01 and lr_beta 0.05): beta = 0 there, so
+every row's bound is never looser than alpha-CROWN's at equal steps.
 
 Grafted neurons (:class:`~sparta.certify.grafting.GraftedReLU`) are linear: both relaxations are
 their own line ``slope * x + intercept``, so they are exact, never unstable, need no intermediate
@@ -27,6 +49,7 @@ rows and no alpha; the bounds stay differentiable in ``slope`` and ``intercept``
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,19 +58,25 @@ from sparta.certify.domain import InputDomain
 from sparta.certify.graph import Graph, Interval, MaxPoolOp, ReLUOp, unsupported
 
 ROW_BUDGET = 2**25  # floats per backward chunk of intermediate rows (128 MiB in float32)
-ALPHA_STEPS, ALPHA_LR, ALPHA_DECAY = 20, 0.5, 0.98
+# auto_LiRPA's optimize_bound_args defaults (optimized_bounds.py): iteration, lr_alpha,
+# lr_decay, lr_beta
+ALPHA_STEPS, ALPHA_LR, ALPHA_DECAY, BETA_LR = 20, 0.5, 0.98, 0.05
+WARM_LR = 0.01  # alpha-beta-CROWN's BaB lr_alpha for warm-started slopes (with lr_beta 0.05)
 
 
 def relu_relaxation(
     lo: torch.Tensor, up: torch.Tensor, alpha: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(lower slope, upper slope, upper intercept)`` of ReLU on ``[lo, up]`` (CROWN Sec. 3.2)."""
+    """``(lower slope, upper slope, upper intercept)`` of ReLU on ``[lo, up]`` (CROWN Sec. 3.2).
+
+    ``alpha`` (lower slopes of unstable neurons) must lie in [0, 1]: it is used as it is (no
+    clamp in the graph, see :func:`optimize_bounds`)."""
     lr, ur = lo.clamp(max=0), up.clamp(min=0)
     ur = torch.maximum(ur, lr + 1e-8)
     upper_d = ur / (ur - lr)
     upper_b = -lr * upper_d
     active, unstable = lo >= 0, (lo < 0) & (up > 0)
-    lower_d = (upper_d > 0.5).to(lo.dtype) if alpha is None else alpha.clamp(0, 1)
+    lower_d = (upper_d > 0.5).to(lo.dtype) if alpha is None else alpha
     lower_d = torch.where(unstable, lower_d, active.to(lo.dtype))
     return lower_d, upper_d, upper_b
 
@@ -114,6 +143,8 @@ def backward(
     alphas: dict[str, torch.Tensor] | None = None,
     record: dict[str, torch.Tensor] | None = None,
     frontier: bool = False,
+    betas: dict[str, torch.Tensor] | None = None,
+    splits: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Push ``a`` (rows, B, *shape of ``start``) back: ``(A, bias, node)`` with ``A`` the
     coefficients on ``node``, the input (or, with ``frontier``, the first node that is an
@@ -121,7 +152,10 @@ def backward(
 
     ``bounds`` holds the pre-activation bounds of every ReLU/MaxPool input; ``alphas`` maps a
     ReLU name to lower slopes broadcastable to ``(rows, B, *shape)``; ``record`` receives the
-    coefficients on each ReLU's output (for branching scores).
+    coefficients on each ReLU's output (for branching scores). ``splits`` maps a ReLU name to
+    the split signs of its input (B, *shape; +1 active, -1 inactive, 0 not split) and ``betas``
+    to their multipliers (>= 0, broadcastable to ``(rows, B, *shape)``): beta-CROWN's term
+    ``-beta * s`` on the pre-activation's coefficients (2103.06624 Sec. 3.1).
     """
     rows, batch = a.shape[:2]
     acc: dict[str, torch.Tensor] = {start: a}
@@ -147,7 +181,10 @@ def backward(
             if record is not None:
                 record[node.name] = a
             neg = a.clamp(max=0)  # pos * lower_d + neg * upper_d, with one temporary
-            outs = [a * lower_d + neg * (upper_d - lower_d)]
+            a_in = a * lower_d + neg * (upper_d - lower_d)
+            if betas is not None and splits is not None and node.name in betas:
+                a_in = a_in - betas[node.name] * splits[node.name]
+            outs = [a_in]
             bias = bias + _dot(neg, upper_b)
             if exact_b is not None:
                 bias = bias + _dot(a, exact_b)
@@ -179,9 +216,14 @@ def refine(
     bounds: dict[str, Interval],
     known: Interval,
     idx: torch.Tensor | None = None,
+    alphas: dict[str, torch.Tensor] | None = None,
+    betas: dict[str, torch.Tensor] | None = None,
+    splits: dict[str, torch.Tensor] | None = None,
 ) -> Interval:
     """CROWN bounds of node ``name`` on neurons ``idx`` (default: unstable ones, grafted neurons
-    excepted), ∩ ``known``."""
+    excepted), ∩ ``known``. ``alphas``/``betas`` (ReLU name -> ``(2 * len(idx), B, *shape)``:
+    the lower-bound rows of ``idx``, then its upper-bound rows) and ``splits`` as in
+    :func:`backward`."""
     lo, up = known
     idx = unstable_index(lo, up, graph.linear_neurons(name)) if idx is None else idx
     n, batch, numel = idx.numel(), lo.shape[0], lo[0].numel()
@@ -190,6 +232,12 @@ def refine(
     widest = max(math.prod(nd.shape) for nd in graph.nodes)
     chunk = max(1, ROW_BUDGET // (2 * batch * widest))
     lows, ups = [], []
+
+    def rows_of(found: dict[str, torch.Tensor] | None, i: int, c: int) -> dict | None:
+        if not found:
+            return None
+        return {k: torch.cat([v[i : i + c], v[n + i : n + i + c]]) for k, v in found.items()}
+
     for i in range(0, n, chunk):
         part = idx[i : i + chunk]
         c = part.numel()
@@ -198,7 +246,9 @@ def refine(
         rows = torch.cat([eye, -eye]).unsqueeze(1).expand(2 * c, batch, numel)
         a = rows.reshape(2 * c, batch, *lo.shape[1:])
         linf = domain.norm == "linf" and graph.input.name in bounds
-        low, _ = concretize(graph, domain, backward(graph, name, a, bounds, frontier=linf), bounds)
+        al, be = rows_of(alphas, i, c), rows_of(betas, i, c)
+        found = backward(graph, name, a, bounds, al, frontier=linf, betas=be, splits=splits)
+        low, _ = concretize(graph, domain, found, bounds)
         lows.append(low[:c].t())
         ups.append(-low[c:].t())
     lo_f, up_f = lo.flatten(1), up.flatten(1)
@@ -209,26 +259,47 @@ def refine(
     return lo_f.view_as(lo), up_f.view_as(up)
 
 
+def refined_nodes(graph: Graph, domain: InputDomain) -> list[str]:
+    """The nodes whose bounds :func:`intermediate_bounds` computes by CROWN (:func:`refine`)."""
+    out = []
+    for name in graph.needs_bounds():
+        node = graph.by_name[name]
+        if node.op.kind != "relu" and not (node.exact_ibp and domain.norm == "linf"):  # type: ignore[union-attr]
+            out.append(name)
+    return out
+
+
 def intermediate_bounds(
     graph: Graph,
     domain: InputDomain,
     ibp: dict[str, Interval],
     ref: dict[str, Interval] | None = None,
+    alphas: dict[str, dict[str, torch.Tensor]] | None = None,
+    betas: dict[str, dict[str, torch.Tensor]] | None = None,
+    splits: dict[str, torch.Tensor] | None = None,
+    idx: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Interval]:
-    """Bounds of every ReLU/MaxPool input: CROWN ∩ IBP ∩ ``ref`` (e.g. BaB split constraints)."""
+    """Bounds of every ReLU/MaxPool input: CROWN ∩ IBP ∩ ``ref`` (e.g. BaB split constraints).
+
+    With ``alphas``/``betas`` (bounded node -> ReLU name -> rows, see :func:`refine`) and
+    ``idx`` (bounded node -> the neurons those rows bound): alpha/beta-CROWN bounds."""
     bounds: dict[str, Interval] = {graph.input.name: domain.box()}
     if domain.norm == "linf":  # exact boxes of the frontier (see ``backward``)
         bounds.update({n.name: ibp[n.name] for n in graph.nodes[1:] if n.diag})
+    refined = set(refined_nodes(graph, domain))
     for name in graph.needs_bounds():
         node = graph.by_name[name]
         lo, up = ibp[name]
         if ref is not None and name in ref:
             lo, up = torch.maximum(lo, ref[name][0]), torch.minimum(up, ref[name][1])
-        if node.op.kind == "relu":  # type: ignore[union-attr]
+        if name in refined:
+            at = None if idx is None else idx[name]
+            al = None if alphas is None else alphas.get(name)
+            be = None if betas is None else betas.get(name)
+            lo, up = refine(graph, domain, name, bounds, (lo, up), at, al, be, splits)
+        elif node.op.kind == "relu":  # type: ignore[union-attr]  (read by a MaxPool)
             lo_in, up_in = node.op.interval(bounds[node.inputs[0]])  # type: ignore[union-attr]
             lo, up = torch.maximum(lo, lo_in), torch.minimum(up, up_in)
-        elif not (node.exact_ibp and domain.norm == "linf"):
-            lo, up = refine(graph, domain, name, bounds, (lo, up))
         bounds[name] = (lo, up)
     return bounds
 
@@ -241,8 +312,11 @@ def output_bounds(
     alphas: dict[str, torch.Tensor] | None = None,
     record: dict[str, torch.Tensor] | None = None,
     point: bool = False,
+    betas: dict[str, torch.Tensor] | None = None,
+    splits: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Lower bounds ``(rows, B)`` of ``spec @ logits`` for ``spec`` (rows, B, K)."""
+    """Lower bounds ``(rows, B)`` of ``spec @ logits`` for ``spec`` (rows, B, K); with
+    ``point``, also the minimiser of each row's linear bound over the input box."""
     found = backward(
         graph,
         graph.output,
@@ -251,6 +325,8 @@ def output_bounds(
         alphas,
         record,
         frontier=not point and domain.norm == "linf",
+        betas=betas,
+        splits=splits,
     )
     return concretize(graph, domain, found, bounds, point)
 
@@ -270,6 +346,133 @@ def concretize(
     return domain.concretize(a, bias, point, box=bounds[name])
 
 
+def _ancestors(graph: Graph, name: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for i in graph.by_name[todo.pop()].inputs:
+            if i not in seen:
+                seen.add(i)
+                todo.append(i)
+    return seen
+
+
+def _unstable(b: Interval) -> torch.Tensor:
+    return (b[0] < 0) & (b[1] > 0)
+
+
+def optimize_bounds(
+    graph: Graph,
+    domain: InputDomain,
+    spec: torch.Tensor,
+    bounds: dict[str, Interval],
+    splits: dict[str, torch.Tensor] | None = None,
+    steps: int = ALPHA_STEPS,
+    lr: float = ALPHA_LR,
+    lr_beta: float = BETA_LR,
+    intermediate: bool = True,
+    record: dict[str, torch.Tensor] | None = None,
+    point: bool = False,
+) -> tuple[torch.Tensor, dict[str, Interval], torch.Tensor | None]:
+    """alpha-CROWN, or beta-CROWN with ``splits``: lower bounds ``(rows, B)`` of
+    ``spec @ logits``, never below CROWN's, the tightest intermediate bounds seen, and (with
+    ``point``) the minimisers of the final pass's linear bounds.
+
+    ``bounds``: CROWN's intermediate bounds (:func:`intermediate_bounds`, split constraints
+    included). ``splits``: ReLU input name -> split signs (B, *shape; +1 active, -1 inactive, 0
+    free): beta-CROWN's multipliers for them, optimised with the slopes in ``steps`` more steps
+    after alpha-CROWN's ``steps``. ``intermediate=False`` keeps the intermediate
+    bounds fixed and optimises the output's slopes only. ``record`` receives the final pass's
+    coefficients on each ReLU output (see :func:`backward`).
+    """
+    bounds = {k: (lo.detach(), up.detach()) for k, (lo, up) in bounds.items()}
+    spec = spec.detach()
+    sign = {}
+    for r in graph.relus():
+        s = None if splits is None else splits.get(r.inputs[0])
+        if s is not None and bool((s != 0).any()):
+            sign[r.name] = s.to(spec.dtype)
+    with torch.no_grad():
+        best, points = output_bounds(graph, domain, spec, bounds, None, record, point)
+    refined = refined_nodes(graph, domain) if intermediate else []
+    idx = {n: unstable_index(*bounds[n], graph.linear_neurons(n)) for n in refined}
+    rows = {graph.output: spec.shape[0], **{n: 2 * idx[n].numel() for n in refined}}
+    loose = {r.name for r in graph.relus() if bool(_unstable(bounds[r.inputs[0]]).any())}
+    alphas: dict[str, dict[str, torch.Tensor]] = {}
+    betas: dict[str, dict[str, torch.Tensor]] = {}
+    for target, n_rows in rows.items():
+        if n_rows == 0:
+            continue
+        above = _ancestors(graph, target)
+        for r in graph.relus():
+            if r.name not in above:
+                continue
+            if r.name in loose:  # CROWN's slopes (auto_LiRPA init_alpha)
+                init = relu_relaxation(*bounds[r.inputs[0]])[0]
+                t = init.expand(n_rows, *init.shape).clone().requires_grad_(True)
+                alphas.setdefault(target, {})[r.name] = t
+            if r.name in sign:
+                t = torch.zeros((n_rows, *sign[r.name].shape), dtype=spec.dtype)
+                betas.setdefault(target, {})[r.name] = t.to(spec.device).requires_grad_(True)
+    a_params = [t for d in alphas.values() for t in d.values()]
+    b_params = [t for d in betas.values() for t in d.values()]
+    if steps <= 0 or not (a_params or b_params):
+        return best, bounds, points
+
+    init, bounds = bounds, dict(bounds)  # CROWN's (the reference of every step), the best seen
+
+    def evaluate(joint: bool, ref: dict, rec=None, pt=False) -> tuple[torch.Tensor, dict, Any]:
+        be = betas if joint else {}
+        cur = ref
+        if refined:  # recomputed with the slopes, ∩ ``ref``
+            cur = intermediate_bounds(graph, domain, ref, None, alphas, be, sign, idx)
+        out = graph.output
+        low, pts = output_bounds(
+            graph, domain, spec, cur, alphas.get(out), rec, pt, be.get(out), sign
+        )
+        return low, cur, pts
+
+    # alpha-CROWN's steps; with splits, then as many joint alpha/beta steps warm-started there
+    # (the parent's optimised slopes in alpha-beta-CROWN's BaB, with its lr_alpha 0.01 and
+    # lr_beta 0.05): every row's bound is at least alpha-CROWN's at equal steps
+    phases = [(False, [{"params": a_params, "lr": lr}])]
+    if b_params:
+        phases.append(
+            (True, [{"params": a_params, "lr": WARM_LR}, {"params": b_params, "lr": lr_beta}])
+        )
+    for joint, groups in phases:
+        groups = [g for g in groups if g["params"]]
+        if not groups:
+            continue
+        opt = torch.optim.Adam(groups)
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, ALPHA_DECAY)
+        params = [t for g in groups for t in g["params"]]
+        for _ in range(steps):
+            with torch.enable_grad():
+                low, cur, _ = evaluate(joint, init)
+                grads = torch.autograd.grad(-low.sum(), params, allow_unused=True)
+            best = torch.maximum(best, low.detach())
+            for k, (lo, up) in cur.items():  # the tightest seen (each is sound)
+                bounds[k] = (
+                    torch.maximum(bounds[k][0], lo.detach()),
+                    torch.minimum(bounds[k][1], up.detach()),
+                )
+            for v, g in zip(params, grads, strict=True):  # not .backward(): model .grad untouched
+                v.grad = torch.zeros_like(v) if g is None else g
+            opt.step()
+            sched.step()
+            with torch.no_grad():  # projection after the step, outside the graph
+                for v in a_params:
+                    v.clamp_(0, 1)
+                for v in b_params:
+                    v.clamp_(min=0)
+    with torch.no_grad():
+        if record is not None:
+            record.clear()
+        low, cur, pts = evaluate(bool(b_params), bounds, record, point)
+    return torch.maximum(best, low), cur, points if pts is None else pts
+
+
 def optimize_alphas(
     graph: Graph,
     domain: InputDomain,
@@ -278,33 +481,6 @@ def optimize_alphas(
     steps: int = ALPHA_STEPS,
     lr: float = ALPHA_LR,
 ) -> torch.Tensor:
-    """alpha-CROWN lower bounds ``(rows, B)`` of ``spec @ logits``, never below CROWN's."""
-    bounds = {k: (lo.detach(), up.detach()) for k, (lo, up) in bounds.items()}
-    spec = spec.detach()
-    with torch.no_grad():
-        best, _ = output_bounds(graph, domain, spec, bounds)
-    alphas = {}
-    for node in graph.relus():
-        lo, up = bounds[node.inputs[0]]
-        init = relu_relaxation(lo, up)[0].expand(spec.shape[0], *lo.shape)
-        alphas[node.name] = init.clone().requires_grad_(True)
-    if not alphas or steps <= 0:
-        return best
-    opt = torch.optim.Adam(list(alphas.values()), lr=lr)
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, ALPHA_DECAY)
-    with torch.enable_grad():
-        for _ in range(steps):
-            low, _ = output_bounds(graph, domain, spec, bounds, alphas)
-            best = torch.maximum(best, low.detach())
-            params = list(alphas.values())  # not .backward(): leave the model's .grad alone
-            grads = torch.autograd.grad(-low.sum(), params, allow_unused=True)
-            for v, g in zip(params, grads, strict=True):
-                v.grad = torch.zeros_like(v) if g is None else g
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                for v in alphas.values():
-                    v.clamp_(0, 1)
-    with torch.no_grad():
-        low, _ = output_bounds(graph, domain, spec, bounds, alphas)
-    return torch.maximum(best, low)
+    """alpha-CROWN lower bounds ``(rows, B)`` of ``spec @ logits``, never below CROWN's (the
+    first value of :func:`optimize_bounds`)."""
+    return optimize_bounds(graph, domain, spec, bounds, steps=steps, lr=lr)[0]

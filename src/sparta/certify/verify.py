@@ -17,7 +17,7 @@ from torch import nn
 
 from sparta import progress
 from sparta.certify.api import METHODS, bounds, check_method
-from sparta.certify.bab import BaB
+from sparta.certify.bab import BOUNDS, BaB
 from sparta.certify.domain import check_eps, check_norm
 from sparta.certify.graph import trace
 from sparta.certify.methods import CERTIFY, register_certify_method
@@ -80,18 +80,22 @@ def verify(
     max_branches: int = 100_000,
     falsifier: Falsifier | None = None,
     batch: int = 64,
+    bab_bound: str = "beta-crown",
 ) -> VerifyResult:
     """Verify every example of ``(x, y)`` against ``||x' - x||_norm <= eps`` ∩ [0, 1].
 
     Order: clean check, then bounds of ``method`` ("bab" starts from CROWN) for the whole batch,
     then ``falsifier`` (if given) on the rest, then, for "bab", branch and bound per example
-    with ``timeout`` seconds and ``max_branches`` sub-problems each. Incomplete methods leave
-    what neither proves nor breaks as "unknown".
+    with ``timeout`` seconds and ``max_branches`` sub-problems each, its sub-problems bounded
+    by ``bab_bound`` (:data:`~sparta.certify.bab.BOUNDS`: beta-CROWN by default). Incomplete
+    methods leave what neither proves nor breaks as "unknown".
     """
     method = check_method(method, VERIFY_METHODS)
     eps, norm = check_eps(eps), check_norm(norm)
     if timeout <= 0:
         raise ValueError(f"timeout={timeout!r} is not allowed; expected seconds > 0")
+    if bab_bound not in BOUNDS:
+        raise ValueError(f"bab_bound={bab_bound!r} is not allowed; expected one of {BOUNDS}")
     start = time.perf_counter()
     y = y.long()
     status = ["unknown"] * len(y)
@@ -114,7 +118,7 @@ def verify(
         if broken[j]:
             status[i], cex[i] = "falsified", x_adv[j : j + 1].detach()
     if method == "bab":
-        bab = BaB(graph, eps, norm, batch)
+        bab = BaB(graph, eps, norm, batch, bab_bound)
         with frozen(model):
             todo = [i for i, s in enumerate(status) if s == "unknown"]
             for i in progress.bar(todo, desc="bab examples"):
@@ -133,7 +137,7 @@ register_certify_method(
     "bab",
     partial(verify, method="bab"),
     "complete",
-    "branch and bound on ReLU splits over CROWN bounds, PGD falsifier: complete given time",
+    "branch and bound on ReLU splits over beta-CROWN bounds, PGD falsifier: complete given time",
 )
 #: the methods :func:`verify` takes: the bound methods and the complete ones
 VERIFY_METHODS: tuple[str, ...] = (*METHODS, *CERTIFY.names(family="complete"))

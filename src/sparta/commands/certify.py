@@ -32,6 +32,9 @@ class CertifyOptions(Options):
     norm: str = option("linf", "linf or l2 (bound methods)")
     timeout: float = option(30.0, "BaB seconds per example")
     max_branches: int = option(100_000, "BaB sub-problems per example")
+    bab_bound: str = option(
+        "beta-crown", "BaB sub-problem bounds: beta-crown, alpha-crown or crown (the old BaB)"
+    )
     n: int = option(100, "certify this many test examples")
     batch_size: int = option(100, "batch size of the bound methods")
     sigma: float = option(0.25, "smoothing noise level (pixels)")
@@ -59,6 +62,11 @@ class CertifyOptions(Options):
         require(self.eps <= 1, "eps", self.eps, "a radius in [0, 1] (pixel units)")
         check_norm(self.norm)
         require(self.timeout > 0, "timeout", self.timeout, "seconds > 0")
+        from sparta.certify.bab import BOUNDS
+
+        require(
+            self.bab_bound in BOUNDS, "bab_bound", self.bab_bound, f"one of {', '.join(BOUNDS)}"
+        )
 
 
 class Certify(Command):
@@ -116,6 +124,7 @@ class Certify(Command):
             norm=opts.norm,
             batch_size=opts.batch_size,
             max_branches=opts.max_branches,
+            bab_bound=opts.bab_bound,
         )
         run.write_summary(summary)
         (plot,) = plot_certify_run(run)

@@ -1,0 +1,180 @@
+"""alpha-CROWN with a slope per (bounded node, ReLU), beta-CROWN on split sub-problems."""
+
+import pytest
+import torch
+from torch import nn
+
+from sparta.certify.crown import (
+    intermediate_bounds,
+    optimize_bounds,
+    output_bounds,
+    refined_nodes,
+    relu_relaxation,
+    unstable_index,
+)
+from sparta.certify.domain import InputDomain
+from sparta.certify.graph import trace
+from sparta.certify.ibp import interval, spec_matrix
+
+from .helpers import ARCHS, TOL, samples, small_model
+
+EPS = 0.03
+
+
+def mlp(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """Three hidden layers with many unstable ReLUs at EPS."""
+    torch.manual_seed(seed)
+    layers = [nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 5)).eval()
+    x = torch.rand(3, 1, 4, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+def setup(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = EPS):
+    graph = trace(model, tuple(x.shape[1:]))
+    dom = InputDomain(x, eps)
+    ibp = interval(graph, dom)
+    k = ibp[graph.output][0].shape[1]
+    return graph, dom, ibp, spec_matrix(y, k).transpose(0, 1)  # rows e_y - e_j
+
+
+def test_first_gradient_wrt_slopes_is_nonzero():
+    """The slopes start at CROWN's 0/1; the bound must still have a gradient there (issue 15:
+    a clamp in the graph gives none on torch 2.14.1), for output and intermediate slopes."""
+    model, x, y = mlp()
+    graph, dom, ibp, spec = setup(model, x, y)
+    crown = intermediate_bounds(graph, dom, ibp)
+    relus = graph.relus()
+    inits = {r.name: relu_relaxation(*crown[r.inputs[0]])[0] for r in relus}
+    assert all(set(v.unique().tolist()) <= {0.0, 1.0} for v in inits.values())
+    out_alpha = {k: v.expand(spec.shape[0], *v.shape).clone().requires_grad_(True) for k, v in
+                 inits.items()}  # fmt: skip
+    low, _ = output_bounds(graph, dom, spec, crown, out_alpha)
+    grads = torch.autograd.grad(low.sum(), list(out_alpha.values()))
+    for r, g in zip(relus, grads, strict=True):
+        unstable = ((crown[r.inputs[0]][0] < 0) & (crown[r.inputs[0]][1] > 0)).expand_as(g)
+        assert unstable.any() and g[unstable].abs().sum() > 0, r.name
+        assert (g[~unstable] == 0).all()  # stable neurons: the slope is not used
+    # intermediate slopes: the second hidden pre-activation's rows, through the output bound
+    name = refined_nodes(graph, dom)[0]
+    idx = {n: unstable_index(*crown[n]) for n in refined_nodes(graph, dom)}
+    assert idx[name].numel() > 3
+    first = relus[0].name
+    al = inits[first].expand(2 * idx[name].numel(), *inits[first].shape).clone()
+    al.requires_grad_(True)
+    inter = intermediate_bounds(graph, dom, crown, alphas={name: {first: al}}, idx=idx)
+    low, _ = output_bounds(graph, dom, spec, inter)
+    (g,) = torch.autograd.grad(low.sum(), [al])
+    assert g.abs().sum() > 0
+
+
+def test_one_step_improves_on_crown():
+    model, x, y = mlp()
+    graph, dom, ibp, spec = setup(model, x, y)
+    crown = intermediate_bounds(graph, dom, ibp)
+    base, _ = output_bounds(graph, dom, spec, crown)
+    low, _, _ = optimize_bounds(graph, dom, spec, crown, steps=1)
+    assert (low >= base - 1e-6).all() and (low > base + 1e-4).any()
+
+
+def test_intermediate_slopes_tighten_intermediate_and_output_bounds():
+    model, x, y = mlp()
+    graph, dom, ibp, spec = setup(model, x, y)
+    crown = intermediate_bounds(graph, dom, ibp)
+    out_only, fixed, _ = optimize_bounds(graph, dom, spec, crown, intermediate=False)
+    full, inter, _ = optimize_bounds(graph, dom, spec, crown)
+    for name in refined_nodes(graph, dom):  # fixed: CROWN's; optimised: inside, tighter somewhere
+        assert torch.equal(fixed[name][0], crown[name][0])
+        assert (inter[name][0] >= crown[name][0]).all() and (inter[name][1] <= crown[name][1]).all()
+    last = refined_nodes(graph, dom)[-1]
+    assert (inter[last][0] > crown[last][0] + 1e-4).any()
+    assert (full.mean() > out_only.mean()) and (full >= out_only - 0.05).all()
+    z = model(samples(x, EPS, 500, seed=3).flatten(0, 1)).view(500, len(x), -1).detach()
+    margins = z.gather(2, y[None, :, None].expand(500, -1, 1)) - z  # (n, B, K)
+    assert (margins >= full.t()[None] - TOL).all()
+
+
+def _pre_activations(graph, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    vals = {graph.input.name: x}
+    for n in graph.nodes[1:]:
+        vals[n.name] = n.op.forward(*(vals[i] for i in n.inputs))
+    return vals
+
+
+def split_subproblem(graph, dom, ibp, anchor: torch.Tensor, per_layer: int = 3):
+    """Split the first ``per_layer`` unstable neurons of every ReLU per example, each on the side
+    ``anchor`` (B, *shape; a point of the ball) lies on: a non-empty sub-domain."""
+    crown = intermediate_bounds(graph, dom, ibp)
+    vals = _pre_activations(graph, anchor)
+    ref, splits = {}, {}
+    for r in graph.relus():
+        name = r.inputs[0]
+        lo, up = (t.clone().flatten(1) for t in crown[name])
+        sign = torch.zeros_like(lo)
+        z = vals[name].flatten(1)
+        for b in range(lo.shape[0]):
+            cand = ((lo[b] < 0) & (up[b] > 0) & (z[b].abs() > 1e-3)).nonzero().squeeze(1)
+            for i in cand[:per_layer].tolist():
+                sign[b, i] = 1.0 if z[b, i] > 0 else -1.0
+        lo = torch.where(sign > 0, 0.0, lo)
+        up = torch.where(sign < 0, 0.0, up)
+        ref[name] = (lo.view_as(crown[name][0]), up.view_as(crown[name][1]))
+        splits[name] = sign.view_as(crown[name][0])
+    return intermediate_bounds(graph, dom, ibp, ref), splits
+
+
+def in_subdomain(graph, points: torch.Tensor, splits: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(n, B) bool: the point satisfies every split constraint of its example."""
+    n, b = points.shape[:2]
+    vals = _pre_activations(graph, points.flatten(0, 1))
+    ok = torch.ones(n * b, dtype=torch.bool)
+    for name, s in splits.items():
+        z = vals[name].flatten(1)
+        s = s.flatten(1).repeat(n, 1)
+        ok &= ((s * z) >= 0).all(1)
+    return ok.view(n, b)
+
+
+@pytest.fixture(scope="module", params=[("mlp", None, None), *ARCHS],
+                ids=["mlp3"] + [a[0] for a in ARCHS])  # fmt: skip
+def subproblem(request):
+    name, shape, width = request.param
+    if name == "mlp":
+        model, x, y = mlp(1)
+    else:
+        model, ds = small_model(name, shape, width)
+        x, y = ds.x[:2], ds.y[:2]
+    graph, dom, ibp, spec = setup(model, x, y)
+    anchor = samples(x, EPS, 2, seed=5)[1]
+    bnds, splits = split_subproblem(graph, dom, ibp, anchor)
+    steps = 20 if name in ("mlp", "lenet300") else 5  # conv nets: fewer steps, still sound
+    alpha, _, _ = optimize_bounds(graph, dom, spec, bnds, steps=steps)
+    beta, inter, _ = optimize_bounds(graph, dom, spec, bnds, splits, steps=steps)
+    return model, graph, x, y, anchor, splits, alpha, beta, inter
+
+
+def test_beta_is_sound_on_the_subdomain(subproblem):
+    model, graph, x, y, anchor, splits, _, beta, inter = subproblem
+    pts = torch.cat([anchor[None], samples(x, EPS, 4000, seed=2)])
+    keep = in_subdomain(graph, pts, splits)
+    assert keep[0].all() and keep[1:].any()  # the anchor, and some samples, are inside
+    with torch.no_grad():
+        z = model(pts.flatten(0, 1)).view(len(pts), len(x), -1)
+        vals = _pre_activations(graph, pts.flatten(0, 1))
+    margins = z.gather(2, y[None, :, None].expand(len(pts), -1, 1)) - z
+    gap = (beta.t()[None] - margins).amax(2)  # > 0: a margin below its bound
+    assert (gap[keep] <= TOL).all(), float(gap[keep].max())
+    for name, (lo, up) in inter.items():  # intermediate bounds hold on the sub-domain too
+        if name == graph.input.name or name not in vals:
+            continue
+        v = vals[name].view(len(pts), len(x), -1)
+        inside = keep[:, :, None].expand_as(v)
+        lo_f, up_f = lo.flatten(1)[None].expand_as(v), up.flatten(1)[None].expand_as(v)
+        assert (v[inside] >= lo_f[inside] - TOL).all() and (v[inside] <= up_f[inside] + TOL).all()
+
+
+def test_beta_never_looser_than_alpha_on_the_subproblem(subproblem):
+    *_, alpha, beta, _ = subproblem
+    assert (beta >= alpha - 1e-5).all(), float((alpha - beta).max())
