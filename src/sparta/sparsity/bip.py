@@ -108,18 +108,14 @@ class BiPConfig(Options):
             criterion("l1" if self.score_init == "abs" else self.score_init)
         else:
             self.scope = check_distribution(self.scope, DISTRIBUTIONS, "scope")
-            require(
-                self.score_init in SCORE_INITS, "score_init", self.score_init, str(SCORE_INITS)
-            )
+            require(self.score_init in SCORE_INITS, "score_init", self.score_init, str(SCORE_INITS))
         require(self.ig_gamma > 0, "ig_gamma", self.ig_gamma, "a number > 0")
         require(self.score_lr > 0, "score_lr", self.score_lr, "a number > 0")
         require(self.lower_steps >= 1, "lower_steps", self.lower_steps, "an integer >= 1")
 
 
 # ------------------------------------------------------------------ the implicit gradient
-def implicit_gradient(
-    grad_z: torch.Tensor, grad_theta: torch.Tensor, gamma: float
-) -> torch.Tensor:
+def implicit_gradient(grad_z: torch.Tensor, grad_theta: torch.Tensor, gamma: float) -> torch.Tensor:
     """BiP's implicit-gradient term ``-(1/γ) ∇_z l ⊙ ∇_θ l`` (2210.04092 §4, eq. 8): the
     ``(dθ*/dm)^T ∇_θ l`` of the upper gradient with ``∇²_θθ l`` replaced by the damping γ."""
     return -(grad_z * grad_theta) / gamma
@@ -165,9 +161,7 @@ class ChannelScoredModel(nn.Module):
             raise ValueError(f"{type(model).__name__} has no prunable channel group")
         start = channel_scores(model, self.groups, init, data, seed=seed)
         device = next(model.parameters()).device
-        self.scores = nn.ParameterList(
-            [nn.Parameter(s.detach().float().to(device)) for s in start]
-        )
+        self.scores = nn.ParameterList([nn.Parameter(s.detach().float().to(device)) for s in start])
         ones = [torch.ones(g.size, dtype=torch.bool) for g in self.groups]
         self.names = list(masks_for(model, self.groups, ones))
 
@@ -184,7 +178,8 @@ class ChannelScoredModel(nn.Module):
     def soft_masks(self) -> dict[str, torch.Tensor]:
         """The masks as floats, differentiable in the scores (straight through the top-k)."""
         keeps = [
-            straight_through(s, k.to(s.device)) for s, k in zip(self.scores, self.keeps(), strict=True)
+            straight_through(s, k.to(s.device))
+            for s, k in zip(self.scores, self.keeps(), strict=True)
         ]
         return masks_for(self.model, self.groups, keeps)
 
@@ -364,9 +359,7 @@ class BiPHandle(SparsityHandle):
         self.history = list(history)
 
 
-def scored_model(
-    model: nn.Module, options: BiPConfig, data: Any = None, seed: int = 0
-) -> Scored:
+def scored_model(model: nn.Module, options: BiPConfig, data: Any = None, seed: int = 0) -> Scored:
     """``model`` wrapped for BiP: scores per weight (:class:`ScoredModel`, weights trainable)
     or per channel (:class:`ChannelScoredModel`)."""
     if masks_of(model):
@@ -426,6 +419,13 @@ def bip(
     data = as_dataset(data)
     torch.manual_seed(cfg.seed)
     scored = scored_model(model.to(cfg.device), opts, data, seed=cfg.seed)
+    for name, mask in scored.masks().items():
+        if not bool(mask.any()):
+            log.warning(
+                "BiP's first mask prunes %s entirely (layer collapse: an untrained model's |w| "
+                "differ in scale across layers); try scope 'uniform' or score_init 'magnitude'",
+                name,
+            )
     trainer = BiPTrainer(
         scored,
         data,
