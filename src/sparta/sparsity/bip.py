@@ -1,23 +1,29 @@
 """BiP: pruning as bi-level optimisation (Zhang et al., "Advancing Model Pruning via Bi-level
 Optimization", NeurIPS 2022, arXiv 2210.04092).
 
-The problem (§3, eq. 2): the *upper* level chooses the mask, the *lower* level retrains the
+The problem (§3): the *upper* level chooses the mask, the *lower* level retrains the
 weights under it,
 
     min_{m in S}  l(m ⊙ θ*(m))   s.t.   θ*(m) = argmin_θ  l(m ⊙ θ) + γ/2 ||θ||²,
 
-with S the masks of the target sparsity. The upper gradient is the implicit gradient (§4,
-eq. 4-5) ``dl/dm = ∇_m l + (dθ*(m)/dm)^T ∇_θ l``; with the Hessian ``∇²_θθ l`` taken as 0 (the
+with S the masks of the target sparsity. The upper gradient is the implicit gradient (§4)
+``dl/dm = ∇_m l + (dθ*(m)/dm)^T ∇_θ l``; with the Hessian ``∇²_θθ l`` taken as 0 (the
 "Hessian-free" assumption, damped by the ridge term) ``dθ*/dm^T = -(1/γ) ∇²_mθ l``, and since
 ``l`` depends on ``m`` and ``θ`` only through ``z = m ⊙ θ`` (bi-linearity, §4)
-``∇²_mθ l = diag(∇_z l)``. Hence (§4, eq. 8)::
+``∇²_mθ l = diag(∇_z l)``. Hence (§4, the IG formula with 1/γ)::
 
     dl/dm = θ ⊙ ∇_z l  -  (1/γ) ∇_z l ⊙ ∇_θ l,      ∇_θ l = m ⊙ ∇_z l
 
 (:func:`mask_hypergradient`; :func:`implicit_gradient` is the second term). Both come from one
 backward pass to ``z``, so an upper step costs one forward and one backward, like a lower step.
+Two departures, both as in the reference code (OPTML-Group/BiP): γ is decoupled -- the lower
+level's ridge term is the training config's ``weight_decay``, ``ig_gamma`` only damps the
+implicit gradient -- because one γ cannot be both a 5e-4 weight decay and a useful 1/γ; and the
+mask is relaxed to scores. (The reference code multiplies ``∇_θ l`` by the *score* gradient
+``θ ⊙ ∇_z l`` with a 1e-4 factor; we keep the paper's ``∇_z l``, which the finite-difference
+test confirms is the derivative.)
 
-The algorithm (§4, Algorithm 1) alternates, per mini-batch: ``lower_steps`` SGD steps on the
+The algorithm (§4, the BiP algorithm) alternates, per mini-batch: ``lower_steps`` SGD steps on the
 weights through the current mask (the lower level: weight decay plays the ridge term), then
 one step on continuous scores ``s`` with the implicit gradient, the mask being the top-k of the
 scores (the projection onto S by hard thresholding, §4 "upper-level: projected gradient
@@ -116,7 +122,7 @@ class BiPConfig(Options):
 
 # ------------------------------------------------------------------ the implicit gradient
 def implicit_gradient(grad_z: torch.Tensor, grad_theta: torch.Tensor, gamma: float) -> torch.Tensor:
-    """BiP's implicit-gradient term ``-(1/γ) ∇_z l ⊙ ∇_θ l`` (2210.04092 §4, eq. 8): the
+    """BiP's implicit-gradient term ``-(1/γ) ∇_z l ⊙ ∇_θ l`` (2210.04092 §4): the
     ``(dθ*/dm)^T ∇_θ l`` of the upper gradient with ``∇²_θθ l`` replaced by the damping γ."""
     return -(grad_z * grad_theta) / gamma
 
@@ -125,7 +131,7 @@ def mask_hypergradient(
     theta: torch.Tensor, mask: torch.Tensor, grad_z: torch.Tensor, gamma: float
 ) -> torch.Tensor:
     """``dl(m ⊙ θ*(m))/dm`` at ``θ = θ*(m)``: ``θ ⊙ ∇_z l - (1/γ) ∇_z l ⊙ (m ⊙ ∇_z l)``, with
-    ``∇_z l`` the loss gradient at the effective weights ``z = m ⊙ θ`` (§4, eq. 8)."""
+    ``∇_z l`` the loss gradient at the effective weights ``z = m ⊙ θ`` (§4)."""
     return theta * grad_z + implicit_gradient(grad_z, mask * grad_z, gamma)
 
 
@@ -274,7 +280,7 @@ def _optimizer(scored: Scored, cfg: TrainConfig, score_lr: float) -> torch.optim
 class BiPTrainer(Trainer):
     """The engine's Trainer (progress bar, validation, epoch checkpoints, resume) whose step
     is one BiP iteration: ``lower_steps`` weight steps through the current mask, then one
-    score step with the implicit gradient (2210.04092, Algorithm 1). Both levels see the
+    score step with the implicit gradient (2210.04092 §4). Both levels see the
     step's mini-batch (the reference code draws two; one halves the data passes). The model
     is the :class:`ScoredModel` / :class:`ChannelScoredModel`; its state (weights and scores)
     and the optimizer's (both levels) travel in the checkpoints."""
