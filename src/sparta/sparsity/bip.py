@@ -92,7 +92,7 @@ class BiPConfig(Options):
         "global", "ranking of the scores: global, uniform (alias layer), or erk (unstructured)"
     )
     ig_gamma: float = option(
-        1.0, "γ of the lower level's ridge term; the implicit gradient is scaled by 1/γ"
+        1.0, "damping γ of the implicit gradient (scaled by 1/γ; the ridge is --weight-decay)"
     )
     score_lr: float = option(0.1, "upper-level (mask score) learning rate")
     lower_steps: int = option(1, "lower-level SGD steps on the weights per upper-level step")
