@@ -25,7 +25,7 @@ test), LeNet-300-100, SGD momentum 0.9, batch 128, cosine schedule, weight decay
 Every final model is evaluated on the test set once. Costs are wall times of the runs, all in
 this one process, one after another (a shared, loaded machine: compare the ratios).
 
-    python benchmarks/bip.py          # full: about 25 min on a loaded 2-core machine
+    python benchmarks/bip.py          # full: about 30 min on a loaded 2-core machine
     python benchmarks/bip.py --seeds 0 --epochs 1 --bip-epochs 1 --levels 3 --report 2 3 \\
         --train-subset 3000 --test-subset 500 --results /tmp/bip   # smoke test
 """
