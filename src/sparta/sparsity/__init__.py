@@ -3,6 +3,7 @@ structure: unstructured, N:M, block, channel; distribution: global, uniform, erk
 one-shot, gradual, iterative with rewinding, dynamic), and export."""
 
 from sparta.sparsity.allocation import DISTRIBUTIONS, allocate, check_distribution, erk, uniform
+from sparta.sparsity.bip import BiPConfig, BiPHandle, bip
 from sparta.sparsity.channels import channel_masks, channel_scores, prune_channels
 from sparta.sparsity.criteria import criterion_names, register_criterion, score
 from sparta.sparsity.dst import SET, DynamicSparsity, RigL, create_dst
@@ -77,4 +78,7 @@ __all__ = [
     "to_sparse",
     "uniform",
     "parse_structure",
+    "BiPConfig",
+    "BiPHandle",
+    "bip",
 ]

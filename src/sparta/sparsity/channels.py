@@ -122,19 +122,22 @@ def masks_for(
     model: nn.Module, groups: Sequence[ChannelGroup], keeps: Sequence[torch.Tensor]
 ) -> dict[str, torch.Tensor]:
     """The parameter masks that remove the channels where ``keeps[i]`` is False in group i:
-    producer rows and bias, BatchNorm weight and bias, consumer input columns."""
+    producer rows and bias, BatchNorm weight and bias, consumer input columns. Float
+    ``keeps`` give float masks (products of the keeps, differentiable in them)."""
     mods = dict(model.named_modules())
     masks: dict[str, torch.Tensor] = {}
 
     def restrict(name: str, param: torch.Tensor | None, keep: torch.Tensor, dim: int) -> None:
         if param is None:
             return
-        m = masks.get(name)
-        if m is None:
-            m = masks[name] = torch.ones(param.shape, dtype=torch.bool, device=param.device)
         shape = [1] * param.dim()
         shape[dim] = -1
-        m &= keep.to(param.device).view(shape)
+        factor = keep.to(param.device).view(shape)
+        m = masks.get(name)
+        if m is None:
+            m = torch.ones(param.shape, dtype=keep.dtype, device=param.device)
+        # float keeps (BiP's straight-through scores) multiply, differentiably
+        masks[name] = m * factor if keep.is_floating_point() else m & factor
 
     for g, keep in zip(groups, keeps, strict=True):
         if keep.numel() != g.size:

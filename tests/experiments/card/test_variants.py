@@ -41,3 +41,18 @@ def test_every_variant_builds_and_reaches_its_sparsity(tmp_path):
     assert rows["channel 80%"]["params"] < 0.5 * rows["dense"]["params"]
     for v in rows.values():
         assert 0 <= v["test_acc"] <= 1 and v["latency_b1_ms"] > 0 and v["size_bytes"] > 0
+
+
+def test_bip_variant_builds_at_its_exact_sparsity(tmp_path):
+    res = card(
+        **{**TINY, "sparsities": [0.8]},
+        variants=["bip"],
+        pillars=["accuracy", "efficiency"],
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "bip 80%"]
+    assert rows["bip 80%"]["weight_sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert 0 <= rows["bip 80%"]["test_acc"] <= 1

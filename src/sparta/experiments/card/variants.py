@@ -197,3 +197,19 @@ def pgd_at_gmp(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
         objective=_pgd_objective(ctx, seed),
     )
     return model, {"epochs": epochs}
+
+
+@VARIANTS.register(
+    "bip", sparse=True, summary="BiP: bi-level pruning (mask scores + weights) of the dense model"
+)
+def bip(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """BiP (2210.04092) from the dense model: ``finetune_epochs`` epochs of the bi-level loop
+    (global ranking, scores from |w|, the oneshot variant's fine-tuning lr for the weights);
+    no fine-tuning after, the lower level trained the weights under the final mask."""
+    from sparta.sparsity.bip import bip as run_bip
+
+    model = ctx.dense()
+    o = ctx.options
+    cfg = ctx.train_config(o.finetune_epochs, seed, lr=o.lr / 5)
+    handle = run_bip(model, sparsity, ctx.splits().train, config=cfg, scope="global", quiet=True)
+    return handle.model.eval(), {"epochs": o.finetune_epochs}
