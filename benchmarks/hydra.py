@@ -15,10 +15,12 @@ HYDRA (the equal-cost baseline). Claims checked (§4.1, Table 1-2):
 
 Fashion-MNIST (full: 54k training images, 6k held out for validation, test set once),
 LeNet-300-100. No choice is made on the test set: every figure is the final epoch's (the
-validation accuracy is logged in the run folders). Writes ``hydra.json`` and ``hydra.md`` to
-``--results`` and the run folders under ``--results/runs-hydra``.
+validation accuracy is logged in the run folders). Writes ``hydra.json`` and ``hydra.md``
+(``--out-name``) to ``--results`` and the run folders under ``--results/runs/hydra`` (a
+killed run resumes where it stopped when started again with the same settings).
 
-    python benchmarks/hydra.py                   # the BENCHMARKS.md figures
+    python benchmarks/hydra.py --kinds adv --out-name hydra-adv    # the BENCHMARKS.md
+    python benchmarks/hydra.py --kinds cert --out-name hydra-cert  # figures (in parallel)
     python benchmarks/hydra.py --train-subset 2000 --pre-epochs 1 --score-epochs 1 \
         --finetune-epochs 1 --n-test 50 --sparsities 0.9 --results /tmp/hy   # smoke test
 """
@@ -203,10 +205,11 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--train-subset", type=int, default=0)
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--out-name", default="hydra", help="results file stem (<stem>.json/.md)")
     args = p.parse_args()
     torch.set_num_threads(1)
     args.results.mkdir(parents=True, exist_ok=True)
-    root = args.results / "runs-hydra"
+    root = args.results / "runs" / "hydra"
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     for seed in args.seeds:
@@ -218,8 +221,8 @@ def main() -> None:
         "rows": rows,
         "total_time_s": time.perf_counter() - start,
     }
-    (args.results / "hydra.json").write_text(json.dumps(out, indent=2) + "\n")
-    (args.results / "hydra.md").write_text(table(rows))
+    (args.results / f"{args.out_name}.json").write_text(json.dumps(out, indent=2) + "\n")
+    (args.results / f"{args.out_name}.md").write_text(table(rows))
     print(table(rows))
 
 
