@@ -134,8 +134,16 @@ def run_kind(
     start = time.perf_counter()
     dense = pretrain(args, kind, seed, splits, root)
     pre_time = time.perf_counter() - start
-    rows.append({"kind": kind, "seed": seed, "method": "dense", "sparsity": 0.0,
-                 "time_s": pre_time, **measure(dense, kind, splits.test, args)})  # fmt: skip
+    rows.append(
+        {
+            "kind": kind,
+            "seed": seed,
+            "method": "dense",
+            "sparsity": 0.0,
+            "time_s": pre_time,
+            **measure(dense, kind, splits.test, args),
+        }
+    )
     objective = "pgd-at" if kind == "adv" else "ibp"
     eps = args.eps if kind == "adv" else args.cert_eps
     ft = base_config(args, seed, epochs=args.finetune_epochs, lr=args.finetune_lr)
@@ -155,16 +163,30 @@ def run_kind(
         for method in ("hydra", "magnitude", "magnitude+"):
             t = time.perf_counter()
             if method == "hydra":
-                res = hydra(copy.deepcopy(dense), ft, opts, splits=splits, root=root,
-                            name=f"hydra-{tag}", resume=True)  # fmt: skip
+                res = hydra(
+                    copy.deepcopy(dense),
+                    ft,
+                    opts,
+                    splits=splits,
+                    root=root,
+                    name=f"hydra-{tag}",
+                    resume=True,
+                )
                 model, extra = res.model, {"pruned_acc": res.summary["pruned_test_acc"]}
             else:
                 cfg = ft if method == "magnitude" else ft_plus
                 model = magnitude(dense, opts, cfg, splits, root, f"{method}-{tag}")
                 extra = {}
             took = time.perf_counter() - t
-            row = {"kind": kind, "seed": seed, "method": method, "sparsity": sparsity,
-                   "time_s": took, **extra, **measure(model, kind, splits.test, args)}  # fmt: skip
+            row = {
+                "kind": kind,
+                "seed": seed,
+                "method": method,
+                "sparsity": sparsity,
+                "time_s": took,
+                **extra,
+                **measure(model, kind, splits.test, args),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows

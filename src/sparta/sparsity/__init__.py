@@ -9,6 +9,7 @@ from sparta.sparsity.dst import SET, DynamicSparsity, RigL, create_dst
 from sparta.sparsity.export import compact, compact_report, sparse_size_bytes, to_sparse
 from sparta.sparsity.groups import ChannelGroup, channel_groups
 from sparta.sparsity.handle import MaskCallback, SparsityHandle
+from sparta.sparsity.hydra import HydraOptions, HydraResult, hydra
 from sparta.sparsity.lottery import LotteryConfig, LotteryResult, imp, imp_masks, lottery
 from sparta.sparsity.masks import (
     apply_masks,
@@ -77,4 +78,7 @@ __all__ = [
     "to_sparse",
     "uniform",
     "parse_structure",
+    "HydraOptions",
+    "HydraResult",
+    "hydra",
 ]

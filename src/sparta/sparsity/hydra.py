@@ -320,7 +320,7 @@ def hydra(
                 f"score_{k}": v
                 for k, v in (history[-1] if history else {}).items()
                 if k in ("val_acc", "train_loss", "train_acc", "train_robust_acc")
-            },  # fmt: skip
+            },
         }
         save(pruned, score_run.file("model.safetensors"), test_acc=test["acc"])
         score_run.write_summary(score_summary)  # written last: marks the phase finished

@@ -41,3 +41,22 @@ def test_every_variant_builds_and_reaches_its_sparsity(tmp_path):
     assert rows["channel 80%"]["params"] < 0.5 * rows["dense"]["params"]
     for v in rows.values():
         assert 0 <= v["test_acc"] <= 1 and v["latency_b1_ms"] > 0 and v["size_bytes"] > 0
+
+
+def test_hydra_variants_build_at_their_sparsity(tmp_path):
+    res = card(
+        **{**TINY, "sparsities": [0.8]},
+        variants=["hydra", "hydra-cert"],
+        pillars=["accuracy", "efficiency"],
+        adv_epochs=1,
+        adv_steps=2,
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "hydra 80%", "hydra-cert 80%"]
+    for name in ("hydra 80%", "hydra-cert 80%"):
+        # every layer keeps exactly 20% (rounded), so the whole model is at 80%
+        assert rows[name]["weight_sparsity"] == pytest.approx(0.8, abs=0.005), name
+        assert 0 <= rows[name]["test_acc"] <= 1
