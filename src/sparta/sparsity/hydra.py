@@ -93,7 +93,7 @@ class HydraOptions(Options):
     objective: str = option(
         "pgd-at", f"robust objective of both phases: {', '.join(HYDRA_OBJECTIVES)}"
     )
-    eps: float = option(0.1, "perturbation budget in pixels (pgd-at, trades: Linf; ibp: Linf)")
+    eps: float = option(0.1, "Linf budget in pixels of pgd-at, trades and ibp")
     attack_steps: int = option(10, "PGD steps while training (pgd-at, trades)")
     trades_beta: float = option(6.0, "TRADES weight of the KL term")
     kappa: float = option(0.5, "ibp: weight of the clean loss (Gowal et al.: 0.5)")
