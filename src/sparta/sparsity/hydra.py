@@ -38,11 +38,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,8 +59,6 @@ from sparta.sparsity.scores import ScoredModel
 from sparta.sparsity.topk import check_sparsity
 from sparta.train import Callback, Splits, TrainConfig, Trainer, evaluate, load_splits, train
 from sparta.train.objectives import Objective, create_objective, objective_names
-
-log = logging.getLogger(__name__)
 
 #: the robust objectives HYDRA prunes and fine-tunes with (§4: adversarial training,
 #: verifiable training, randomized smoothing), plus plain cross-entropy
@@ -158,9 +155,8 @@ class ThroughScores:
     def __call__(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        scored = _scored(model)
-        with _reparametrize_module(scored.model, scored.effective_weights()):
-            return self.objective(scored.model, x, y)
+        with pruned_view(_scored(model)) as inner:
+            return self.objective(inner, x, y)
 
     def state_dict(self) -> dict[str, Any]:
         get = getattr(self.objective, "state_dict", None)
@@ -182,9 +178,11 @@ def _scored(model: nn.Module) -> ScoredModel:
 
 
 @contextlib.contextmanager
-def pruned_view(scored: ScoredModel):  # type: ignore[no-untyped-def]
-    """The wrapped model with its weights replaced by the current effective weights (for
-    evaluations that read ``layer.weight``, e.g. bounds), restored on exit."""
+def pruned_view(scored: ScoredModel) -> Iterator[nn.Module]:
+    """The wrapped model with its weights replaced by the current effective weights
+    (differentiable in the scores) for the block, restored on exit: code that reads
+    ``layer.weight`` (bounds, attacks) sees the pruned network. (``_reparametrize_module`` is
+    what ``torch.func.functional_call`` runs inside; torch has no public context manager.)"""
     with _reparametrize_module(scored.model, scored.effective_weights()):
         yield scored.model
 
