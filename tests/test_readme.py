@@ -58,6 +58,7 @@ SMALL: dict[str, list[str]] = {
     ],
     "report": [],
     "bip": [*TRAIN],
+    "hydra": ["--epochs", "1", "--score-epochs", "1", "--attack-steps", "2"],
 }
 #: tour lines that are not ``sparta`` lines and why they are not run here
 NOT_RUN = {"torchrun": "two processes; tests/train/test_distributed.py runs torchrun"}

@@ -41,6 +41,7 @@ COMMANDS = [
     "report",
     "card",
     "bip",
+    "hydra",
 ]
 
 

@@ -36,8 +36,11 @@ def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
 
 @contextlib.contextmanager
 def grad_flags(model: nn.Module) -> Iterator[nn.Module]:
-    """Restore every parameter's ``requires_grad`` after the block, even if it raises."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    """Restore every parameter's ``requires_grad`` after the block, even if it raises.
+
+    Only leaf tensors carry a flag: a reparametrised module (``torch.func.functional_call``,
+    HYDRA's score phase) exposes computed weights, which are skipped."""
+    flags = [(p, p.requires_grad) for p in model.parameters() if p.is_leaf]
     try:
         yield model
     finally:
@@ -51,7 +54,8 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
     optimise inputs, not weights); restores every module's mode and every flag afterwards."""
     with eval_mode(model), grad_flags(model):
         for p in model.parameters():
-            p.requires_grad_(False)
+            if p.is_leaf:
+                p.requires_grad_(False)
         yield model
 
 

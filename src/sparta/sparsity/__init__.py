@@ -10,6 +10,7 @@ from sparta.sparsity.dst import SET, DynamicSparsity, RigL, create_dst
 from sparta.sparsity.export import compact, compact_report, sparse_size_bytes, to_sparse
 from sparta.sparsity.groups import ChannelGroup, channel_groups
 from sparta.sparsity.handle import MaskCallback, SparsityHandle
+from sparta.sparsity.hydra import HydraOptions, HydraResult, hydra
 from sparta.sparsity.lottery import LotteryConfig, LotteryResult, imp, imp_masks, lottery
 from sparta.sparsity.masks import (
     apply_masks,
@@ -81,4 +82,7 @@ __all__ = [
     "BiPConfig",
     "BiPHandle",
     "bip",
+    "HydraOptions",
+    "HydraResult",
+    "hydra",
 ]

@@ -56,3 +56,22 @@ def test_bip_variant_builds_at_its_exact_sparsity(tmp_path):
     assert list(rows) == ["dense", "bip 80%"]
     assert rows["bip 80%"]["weight_sparsity"] == pytest.approx(0.8, abs=1e-3)
     assert 0 <= rows["bip 80%"]["test_acc"] <= 1
+
+
+def test_hydra_variants_build_at_their_sparsity(tmp_path):
+    res = card(
+        **{**TINY, "sparsities": [0.8]},
+        variants=["hydra", "hydra-cert"],
+        pillars=["accuracy", "efficiency"],
+        adv_epochs=1,
+        adv_steps=2,
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "hydra 80%", "hydra-cert 80%"]
+    for name in ("hydra 80%", "hydra-cert 80%"):
+        # every layer keeps exactly 20% (rounded), so the whole model is at 80%
+        assert rows[name]["weight_sparsity"] == pytest.approx(0.8, abs=0.005), name
+        assert 0 <= rows[name]["test_acc"] <= 1

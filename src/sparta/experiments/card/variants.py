@@ -213,3 +213,76 @@ def bip(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     cfg = ctx.train_config(o.finetune_epochs, seed, lr=o.lr / 5)
     handle = run_bip(model, sparsity, ctx.splits().train, config=cfg, scope="global", quiet=True)
     return handle.model.eval(), {"epochs": o.finetune_epochs}
+
+
+def _hydra(
+    ctx: CellContext,
+    variant: str,
+    model: nn.Module,
+    sparsity: float,
+    seed: int,
+    epochs: int,
+    **options: Any,
+) -> Recipe:
+    """HYDRA's prune and fine-tune phases (2002.10509, §3), ``epochs`` each, from ``model``:
+    scores at HYDRA's lr 0.1, fine-tune at the card's ``lr / 5`` (as one-shot's)."""
+    from sparta.sparsity.hydra import HydraOptions, hydra
+
+    opts = HydraOptions(sparsity=sparsity, score_epochs=epochs, **options)
+    cfg = ctx.train_config(epochs, seed, lr=ctx.options.lr / 5)
+    res = hydra(
+        model,
+        cfg,
+        opts,
+        splits=ctx.splits(),
+        root=ctx.cell_dir(variant, sparsity),
+        name="hydra",
+        resume=True,
+    )
+    return res.model.eval(), {
+        "score_epochs": epochs,
+        "epochs": epochs,
+        "pruned_test_acc": res.summary["pruned_test_acc"],
+    }
+
+
+@VARIANTS.register(
+    "hydra", sparse=True, summary="HYDRA: scores learned under PGD-AT (weights frozen), then PGD-AT"
+)
+def hydra_variant(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """HYDRA's three phases (2002.10509, §3) at ``--eps``: PGD-AT pre-training for
+    ``adv_epochs`` from the dense model (the ``pgd-at`` recipe), then ``max(1, adv_epochs // 2)``
+    epochs of score learning and as many of fine-tuning, both with PGD-AT (``adv_steps``)."""
+    o = ctx.options
+    model, _ = pgd_at(ctx, 0.0, seed)
+    return _hydra(
+        ctx,
+        "hydra",
+        model,
+        sparsity,
+        seed,
+        max(1, o.adv_epochs // 2),
+        objective="pgd-at",
+        eps=o.eps,
+        attack_steps=o.adv_steps,
+    )
+
+
+@VARIANTS.register(
+    "hydra-cert", sparse=True, summary="HYDRA with the IBP certified loss at --cert-eps"
+)
+def hydra_cert(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """HYDRA's prune and fine-tune phases with the IBP loss (Gowal et al., kappa 0.5) at
+    ``--cert-eps`` from the dense model, ``finetune_epochs`` each (HYDRA finds certifiable
+    subnetworks of networks not trained for it, 2002.10509 §4.4)."""
+    o = ctx.options
+    return _hydra(
+        ctx,
+        "hydra-cert",
+        ctx.dense(),
+        sparsity,
+        seed,
+        max(1, o.finetune_epochs),
+        objective="ibp",
+        eps=o.cert_eps,
+    )
