@@ -41,3 +41,29 @@ def test_every_variant_builds_and_reaches_its_sparsity(tmp_path):
     assert rows["channel 80%"]["params"] < 0.5 * rows["dense"]["params"]
     for v in rows.values():
         assert 0 <= v["test_acc"] <= 1 and v["latency_b1_ms"] > 0 and v["size_bytes"] > 0
+
+
+def test_edge_popup_variant_is_a_supermask_of_a_random_init(tmp_path):
+    from sparta.sparsity.masks import masks_of
+
+    res = card(
+        **TINY,
+        variants=["edge-popup"],
+        pillars=["accuracy", "efficiency"],
+        out=tmp_path,
+        name="ep",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "edge-popup 50%"]
+    assert rows["edge-popup 50%"]["weight_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert 0 <= rows["edge-popup 50%"]["test_acc"] <= 1
+    from sparta.io import load
+
+    model = load(tmp_path / "ep" / "cells" / "edge-popup-0.50" / "model.safetensors")
+    masks = masks_of(model)
+    for n, p in model.named_parameters():  # biases zero, every layer at 50%: nothing trained
+        if n in masks:
+            assert int(masks[n].sum()) == round(0.5 * masks[n].numel())
+        else:
+            assert not p.any()
