@@ -16,6 +16,8 @@ The paper's choices (§4, and its reference configs ``allenai/hidden-networks``)
 * SGD with momentum 0.9, lr 0.1, cosine decay, weight decay 1e-4 on the scores, batch 128;
 * k = 50% kept is about best for a fixed width (§4.2, Fig. 3): ``sparsity=0.5``.
 
+The ranking is by the score itself, as §3 states it (the reference code ranks by ``|s|``).
+
 >>> scored = supermask(model, sparsity=0.5, weights="signed-constant")
 >>> model = edge_popup(model, train_set, sparsity=0.5)    # the finalized, masked model
 """
