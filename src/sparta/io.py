@@ -221,6 +221,7 @@ def _import_restorer(key: str) -> None:
         "masks": "sparta.train.masks",
         "shapes": "sparta.sparsity.export",
         "sparse": "sparta.sparsity.export",
+        "scored": "sparta.sparsity.scores",
     }
     if key in owners:
         importlib.import_module(owners[key])

@@ -41,6 +41,7 @@ EXTENSION_MODULES = (
     "sparta.commands.adv_train",
     "sparta.commands.cert_train",
     "sparta.commands.poison_train",
+    "sparta.commands.supermask_train",
 )
 
 

@@ -27,6 +27,7 @@ from sparta.sparsity.report import format_report, report
 from sparta.sparsity.schedules import GradualPruning, cubic_sparsity
 from sparta.sparsity.scores import ScoredModel, init_scores, signed_constant_
 from sparta.sparsity.structures import parse_structure
+from sparta.sparsity.supermask import edge_popup, supermask
 from sparta.sparsity.topk import global_masks, keep_top, layer_masks
 
 __all__ = [
@@ -85,4 +86,6 @@ __all__ = [
     "HydraOptions",
     "HydraResult",
     "hydra",
+    "edge_popup",
+    "supermask",
 ]

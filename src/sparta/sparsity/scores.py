@@ -17,6 +17,7 @@ every pillar.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,7 +26,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from sparta.sparsity.masks import attach, prunable_parameters
+from sparta import io
+from sparta.models.registry import SPEC_ATTR
+from sparta.sparsity.masks import SUFFIX, attach, prunable_parameters
 from sparta.sparsity.structures import Structure, parse_structure, select
 from sparta.sparsity.topk import check_sparsity
 
@@ -122,6 +125,9 @@ class ScoredModel(nn.Module):
         # ParameterDict keys cannot hold dots
         self.scores = nn.ParameterDict({self._key(n): nn.Parameter(start[n]) for n in names})
         self.set_train_weights(train_weights)
+        spec = getattr(model, SPEC_ATTR, None)
+        if isinstance(spec, dict):  # checkpoints of the wrapper rebuild the wrapped model
+            setattr(self, SPEC_ATTR, copy.deepcopy(spec))
 
     @staticmethod
     def _key(name: str) -> str:
@@ -169,3 +175,43 @@ class ScoredModel(nn.Module):
             p.requires_grad_(True)
         attach(self.model, masks)
         return self.model
+
+
+# Checkpoints. A ScoredModel built from a registered model carries that model's spec, so the
+# engine checkpoints it like any model (its state: ``model.<name>`` weights and
+# ``scores.<key>`` scores), and ``--resume`` loads it strictly into the rebuilt wrapper. The
+# extra below records how the masks are chosen; ``sparta.load`` (which rebuilds the bare
+# model from the spec) turns such a checkpoint into the finalized model: the masks the scores
+# select, attached as buffers, pruned weights exactly zero.
+def _describe_scored(model: nn.Module) -> dict[str, Any] | None:
+    if not isinstance(model, ScoredModel):
+        return None
+    dist = model.distribution
+    return {
+        "names": list(model.names),
+        "sparsity": model.sparsity,
+        "structure": str(model.structure),
+        "distribution": dist if isinstance(dist, str) else {k: float(v) for k, v in dist.items()},
+    }
+
+
+def _restore_scored(model: nn.Module, tensors: dict[str, torch.Tensor], spec: Any) -> None:
+    if isinstance(model, ScoredModel):
+        return  # the wrapper itself (resume): its state dict loads as it is
+    key = ScoredModel._key
+    missing = [n for n in spec["names"] if f"scores.{key(n)}" not in tensors]
+    if missing:
+        raise ValueError(f"checkpoint lists scores for {missing[0]!r} that it does not hold")
+    scores = {n: tensors.pop(f"scores.{key(n)}").float() for n in spec["names"]}
+    for k in [k for k in tensors if k.startswith("model.")]:
+        tensors[k[len("model.") :]] = tensors.pop(k)
+    masks = select(
+        parse_structure(spec["structure"]), scores, spec["sparsity"], spec["distribution"]
+    )
+    for n, m in masks.items():
+        tensors[n] = tensors[n] * m.to(tensors[n].dtype)
+        tensors[n + SUFFIX] = m
+    attach(model, masks)
+
+
+io.register_extra("scored", _describe_scored, _restore_scored)

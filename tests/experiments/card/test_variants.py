@@ -75,3 +75,29 @@ def test_hydra_variants_build_at_their_sparsity(tmp_path):
         # every layer keeps exactly 20% (rounded), so the whole model is at 80%
         assert rows[name]["weight_sparsity"] == pytest.approx(0.8, abs=0.005), name
         assert 0 <= rows[name]["test_acc"] <= 1
+
+
+def test_edge_popup_variant_is_a_supermask_of_a_random_init(tmp_path):
+    from sparta.sparsity.masks import masks_of
+
+    res = card(
+        **TINY,
+        variants=["edge-popup"],
+        pillars=["accuracy", "efficiency"],
+        out=tmp_path,
+        name="ep",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "edge-popup 50%"]
+    assert rows["edge-popup 50%"]["weight_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert 0 <= rows["edge-popup 50%"]["test_acc"] <= 1
+    from sparta.io import load
+
+    model = load(tmp_path / "ep" / "cells" / "edge-popup-0.50" / "model.safetensors")
+    masks = masks_of(model)
+    for n, p in model.named_parameters():  # biases zero, every layer at 50%: nothing trained
+        if n in masks:
+            assert int(masks[n].sum()) == round(0.5 * masks[n].numel())
+        else:
+            assert not p.any()

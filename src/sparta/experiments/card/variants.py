@@ -286,3 +286,20 @@ def hydra_cert(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
         objective="ibp",
         eps=o.cert_eps,
     )
+
+
+@VARIANTS.register(
+    "edge-popup",
+    sparse=True,
+    summary="edge-popup supermask of a random init (no weight trained)",
+)
+def edge_popup(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """Edge-popup (1911.13299): a fresh random init of the card's architecture, weights
+    redrawn as Kaiming normal and frozen, biases zero; only the scores of the per-layer top-k
+    mask train, for ``--epochs`` at the card's lr (SGD, momentum, cosine, as the paper)."""
+    from sparta.sparsity.supermask import supermask
+
+    epochs = ctx.options.epochs
+    scored = supermask(ctx.fresh(seed), sparsity, seed=seed)
+    ctx.fit(scored, epochs, seed)
+    return scored.finalize().eval(), {"epochs": epochs, "weights": "kaiming-normal"}
