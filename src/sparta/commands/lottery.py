@@ -12,7 +12,6 @@ dense and pruned, and every control train with that objective, with the same per
 from __future__ import annotations
 
 import argparse
-
 from typing import Any
 
 from sparta.cli import Command
