@@ -30,32 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from sparta.experiments.double_win import double_win
+from sparta.experiments.double_win import aggregate, double_win
 from sparta.train import TrainConfig
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation over seeds per (source, fraction, finetune)."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["fraction"], r["finetune"], r["source"]), []).append(r)
-    out = []
-    for (fraction, finetune, source), rs in sorted(groups.items()):
-        agg: dict[str, Any] = {"fraction": fraction, "finetune": finetune, "source": source}
-        for k in ("clean_acc", "robust_acc"):
-            vals = [r[k] for r in rs]
-            agg[k] = statistics.mean(vals)
-            agg[f"{k}_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        agg["seeds"] = len(rs)
-        out.append(agg)
-    return out
 
 
 def verdicts(agg: list[dict[str, Any]], n_test: int) -> list[str]:

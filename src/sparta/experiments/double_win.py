@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import math
+import os
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,6 +41,7 @@ from torch import nn
 
 from sparta import attacks, progress
 from sparta.data import info as data_info
+from sparta.io import atomic_write_text, load, save
 from sparta.sparsity import SparsityHandle, masks_of, prune
 from sparta.sparsity.masks import kept_fraction, prunable_parameters
 from sparta.train import TrainConfig, create_objective, load_splits, train
@@ -142,6 +147,7 @@ def double_win(
     eval_steps: int = 20,
     seeds: Sequence[int] = (0,),
     pretrained: Mapping[str, nn.Module] | None = None,
+    folder: str | os.PathLike | None = None,
     quiet: bool = False,
 ) -> DoubleWinResult:
     """Pre-train one source model per entry of ``sources`` on ``config.dataset`` (name ->
@@ -150,7 +156,9 @@ def double_win(
     (a class-split name, e.g. ``"fashion-mnist:classes=5-9"``) with every fraction of its
     training data, every fine-tuning (``"st"``, ``"at"``) and seed, for ``steps`` optimizer
     steps each; score clean and PGD-``eval_steps`` robust accuracy on the target's test set.
-    ``pretrained`` skips the pre-training of the sources it names."""
+    ``pretrained`` skips the pre-training of the sources it names. With ``folder`` every
+    finished unit is kept there (``sources/<name>.safetensors``, ``transfers/<unit>.json``)
+    and skipped when the call is repeated: a killed run continues where it stopped."""
     tinfo = data_info(target)
     if tinfo.num_classes != data_info(config.dataset).num_classes:
         raise ValueError(
@@ -161,15 +169,23 @@ def double_win(
     bad = [f for f in finetunes if f not in FINETUNES]
     if bad:
         raise ValueError(f"finetune {bad[0]!r} is not allowed; expected one of {list(FINETUNES)}")
+    root = None if folder is None else Path(folder)
     models: dict[str, nn.Module] = dict(pretrained or {})
     for name, objective in sources.items():
-        if name not in models:
-            torch.manual_seed(config.seed)
-            from sparta import models as zoo
+        kept = None if root is None else root / "sources" / f"{name}.safetensors"
+        if name in models:
+            continue
+        if kept is not None and kept.with_suffix(".json").is_file():  # sidecar: written last
+            models[name] = load(kept).train()
+            continue
+        torch.manual_seed(config.seed)
+        from sparta import models as zoo
 
-            net = zoo.create(config.model, dataset=data_info(config.dataset), width=config.width)
-            models[name] = fit(net, config, objective, eps=eps, attack_steps=attack_steps)
-            log.info("pre-trained the %s source", name)
+        net = zoo.create(config.model, dataset=data_info(config.dataset), width=config.width)
+        models[name] = fit(net, config, objective, eps=eps, attack_steps=attack_steps)
+        if kept is not None:
+            save(models[name], kept, source=name, objective=objective or "standard")
+        log.info("pre-trained the %s source", name)
     rows: list[dict[str, Any]] = []
     jobs = [
         (s, f, ft, seed) for s in sources for f in fractions for ft in finetunes for seed in seeds
@@ -177,6 +193,14 @@ def double_win(
     for source, fraction, finetune, seed in progress.bar(
         jobs, desc="Double-Win transfers", unit="transfer", quiet=quiet
     ):
+        unit = (
+            None
+            if root is None
+            else root / "transfers" / f"{source}-{fraction:g}-{finetune}-{seed}.json"
+        )
+        if unit is not None and unit.is_file():
+            rows.append(json.loads(unit.read_text()))
+            continue
         ticket = transfer_ticket(models[source], sparsity, seed=seed)
         name = target if fraction >= 1 else f"{target}:fraction={fraction}:seed={seed}"
         cfg = dataclasses.replace(config, dataset=name, seed=seed, best_metric="", early_stop=0)
@@ -197,5 +221,26 @@ def double_win(
             **robust_scores(tuned, test, eps, eval_steps, seed),
         }
         log.info("%s", row)
+        if unit is not None:
+            unit.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(unit, json.dumps(row))
         rows.append(row)
     return DoubleWinResult(rows, models)
+
+
+def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and standard deviation over seeds of ``clean_acc`` and ``robust_acc`` per
+    (fraction, finetune, source), sorted by them."""
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["fraction"], r["finetune"], r["source"]), []).append(r)
+    out = []
+    for (fraction, finetune, source), rs in sorted(groups.items()):
+        agg: dict[str, Any] = {"fraction": fraction, "finetune": finetune, "source": source}
+        for k in ("clean_acc", "robust_acc"):
+            vals = [r[k] for r in rs]
+            agg[k] = statistics.mean(vals)
+            agg[f"{k}_sd"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        agg["seeds"] = len(rs)
+        out.append(agg)
+    return out
