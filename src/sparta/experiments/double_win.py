@@ -170,6 +170,14 @@ def double_win(
     if bad:
         raise ValueError(f"finetune {bad[0]!r} is not allowed; expected one of {list(FINETUNES)}")
     root = None if folder is None else Path(folder)
+    cache: dict[str, Splits] = {}  # one load per data set (fine-tunings and sources share)
+
+    def splits_of(cfg: TrainConfig) -> Splits:
+        key = json.dumps(cfg.to_dict(), sort_keys=True)
+        if key not in cache:
+            cache[key] = load_splits(cfg)
+        return cache[key]
+
     models: dict[str, nn.Module] = dict(pretrained or {})
     for name, objective in sources.items():
         kept = None if root is None else root / "sources" / f"{name}.safetensors"
@@ -182,7 +190,9 @@ def double_win(
         from sparta import models as zoo
 
         net = zoo.create(config.model, dataset=data_info(config.dataset), width=config.width)
-        models[name] = fit(net, config, objective, eps=eps, attack_steps=attack_steps)
+        models[name] = fit(
+            net, config, objective, eps=eps, attack_steps=attack_steps, splits=splits_of(config)
+        )
         if kept is not None:
             save(models[name], kept, source=name, objective=objective or "standard")
         log.info("pre-trained the %s source", name)
@@ -204,7 +214,7 @@ def double_win(
         ticket = transfer_ticket(models[source], sparsity, seed=seed)
         name = target if fraction >= 1 else f"{target}:fraction={fraction}:seed={seed}"
         cfg = dataclasses.replace(config, dataset=name, seed=seed, best_metric="", early_stop=0)
-        splits = load_splits(cfg)
+        splits = splits_of(dataclasses.replace(cfg, epochs=config.epochs))  # epochs: below
         n_train = len(splits.train)
         cfg.epochs = max(1, math.ceil(steps / math.ceil(n_train / cfg.batch_size)))
         tuned = fit(ticket, cfg, FINETUNES[finetune], eps=eps, attack_steps=attack_steps,
