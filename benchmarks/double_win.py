@@ -85,6 +85,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--test-subset", type=int, default=0)
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--units", default="", help="folder keeping finished units (resumable)")
     args = p.parse_args()
     cfg = TrainConfig(
         dataset="fashion-mnist:classes=0-4", model="lenet300", epochs=args.epochs, lr=args.lr,
@@ -102,6 +103,7 @@ def main() -> None:
         attack_steps=args.adv_steps,
         eval_steps=args.eval_steps,
         seeds=range(args.seeds),
+        folder=args.units or None,
         quiet=True,
     )
     wall = time.perf_counter() - t

@@ -67,7 +67,7 @@ def robust_part(args: argparse.Namespace, cfg: TrainConfig, root: Path) -> list[
 
 
 def certified_part(args: argparse.Namespace, cfg: TrainConfig, root: Path) -> list[dict[str, Any]]:
-    opts = LotteryConfig(levels=args.levels, rate=args.rate, controls="reinit")
+    opts = LotteryConfig(levels=args.levels, rate=args.rate, controls=args.cert_controls)
     t = time.perf_counter()
     res = certified_lottery(cfg, opts, args.cert_eps, root=root, name="certified", resume=True)
     train_s = time.perf_counter() - t
@@ -76,7 +76,7 @@ def certified_part(args: argparse.Namespace, cfg: TrainConfig, root: Path) -> li
     rows = []
     for row in res.levels:
         out = {"level": row["level"], "remaining": row["remaining"]}
-        for branch in ("ticket", "reinit") if row["level"] else ("ticket",):
+        for branch in ("ticket", *opts.control_list) if row["level"] else ("ticket",):
             model = unit_model(res.run.path, row["level"], branch)
             out[f"{branch}_clean_acc"] = evaluate(model, test)["acc"]
             out[f"{branch}_ibp_acc"] = verified_fraction(model, test, args.cert_eps, "ibp")
@@ -118,7 +118,7 @@ def verdicts(result: dict[str, Any], n_test: int, n_crown: int) -> list[str]:
             noise = 2 * math.hypot(_se(d, n), _se(t, n))
             out.append(
                 f"certified {key}: ticket {t:.4f} at {100 * last['remaining']:.1f}% weights vs "
-                f"dense {d:.4f} (2 SE = {noise:.4f}), reinit {last[f'reinit_{key}']:.4f}: "
+                f"dense {d:.4f} (2 SE = {noise:.4f}), reinit {last.get(f'reinit_{key}', '-')}: "
                 + ("matches" if t >= d - noise else "BELOW the dense model")
             )
     return out
@@ -135,6 +135,7 @@ def main() -> None:
     p.add_argument("--adv-steps", type=int, default=5)
     p.add_argument("--eval-steps", type=int, default=20)
     p.add_argument("--cert-eps", type=float, default=0.1)
+    p.add_argument("--cert-controls", default="reinit", help="controls of the IBP run")
     p.add_argument("--crown-n", type=int, default=1000)
     p.add_argument("--train-subset", type=int, default=0)
     p.add_argument("--test-subset", type=int, default=0)
@@ -142,6 +143,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", default="", help="folder of the lottery runs (default: a temp dir)")
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--out-name", default="robust_tickets", help="name of the .json/.md files")
     args = p.parse_args()
     root = Path(args.runs or tempfile.mkdtemp(prefix="robust_tickets-"))
     base = dict(
@@ -163,15 +165,15 @@ def main() -> None:
         md += [f"PGD-AT IMP, eps {args.eps}, {args.epochs} epochs/level:", ""]
         md += [_table(result["robust"], keys), ""]
     if "certified" in result:
-        keys = [f"{b}_{k}" for b in ("ticket", "reinit") for k in ("clean_acc", "ibp_acc")]
-        keys += ["ticket_crown_acc", "reinit_crown_acc"]
+        branches = ["ticket", *LotteryConfig(controls=args.cert_controls).control_list]
+        keys = [f"{b}_{k}" for b in branches for k in ("clean_acc", "ibp_acc", "crown_acc")]
         md += [f"IBP IMP, eps {args.cert_eps}, {args.cert_epochs} epochs/level:", ""]
         md += [_table(result["certified"], keys), ""]
     md += [f"- {v}" for v in result["verdicts"]]
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "robust_tickets.json").write_text(json.dumps(result, indent=2))
-    (out / "robust_tickets.md").write_text("\n".join(md) + "\n")
+    (out / f"{args.out_name}.json").write_text(json.dumps(result, indent=2))
+    (out / f"{args.out_name}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 
