@@ -28,7 +28,7 @@ class DoubleWinOptions(Options):
     sparsity: float = option(0.8, "fraction of the body's weights pruned one-shot (OMP)")
     fractions: str = option("0.01,0.1,1", "shares of the target's training data, comma-separated")
     finetunes: str = option("st,at", "downstream fine-tuning: st (standard), at (PGD-AT)")
-    steps: int = option(500, "optimizer steps of every fine-tuning, whatever the data share")
+    steps: int = option(500, "optimizer steps of every fine-tuning (whole epochs), any share")
     eps: float = option(0.1, "Linf eps of PGD-AT (source and fine-tuning) and of the attack")
     adv_steps: int = option(5, "PGD steps while training adversarially")
     eval_steps: int = option(20, "PGD steps of the robust-accuracy evaluation")

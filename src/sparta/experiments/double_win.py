@@ -18,8 +18,8 @@ Here the source and target tasks are two halves of one dataset's classes (class-
 :mod:`sparta.data.subsets`: source ``fashion-mnist:classes=0-4``, target ``...:classes=5-9``
 with ``fraction`` of its training images), so both tasks have the same input space and the
 same number of classes; the head is still re-initialised, as for a new task. Fine-tuning takes
-the same number of optimizer steps in every data regime (``steps``), so a 1% regime is not
-also a regime with 100x fewer updates.
+about the same number of optimizer steps in every data regime (``steps``, rounded up to whole
+epochs), so a 1% regime is not also a regime with 100x fewer updates.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def double_win(
     one's ticket at ``sparsity`` (:func:`transfer_ticket`), and fine-tune it on ``target``
     (a class-split name, e.g. ``"fashion-mnist:classes=5-9"``) with every fraction of its
     training data, every fine-tuning (``"st"``, ``"at"``) and seed, for ``steps`` optimizer
-    steps each; score clean and PGD-``eval_steps`` robust accuracy on the target's test set.
+    steps each (rounded up to whole epochs); score clean and PGD-``eval_steps`` robust accuracy on the target's test set.
     ``pretrained`` skips the pre-training of the sources it names. With ``folder`` every
     finished unit is kept there (``sources/<name>.safetensors``, ``transfers/<unit>.json``)
     and skipped when the call is repeated: a killed run continues where it stopped."""
