@@ -155,7 +155,8 @@ def double_win(
     one's ticket at ``sparsity`` (:func:`transfer_ticket`), and fine-tune it on ``target``
     (a class-split name, e.g. ``"fashion-mnist:classes=5-9"``) with every fraction of its
     training data, every fine-tuning (``"st"``, ``"at"``) and seed, for ``steps`` optimizer
-    steps each (rounded up to whole epochs); score clean and PGD-``eval_steps`` robust accuracy on the target's test set.
+    steps each (rounded up to whole epochs); score clean and PGD-``eval_steps`` robust
+    accuracy on the target's test set.
     ``pretrained`` skips the pre-training of the sources it names. With ``folder`` every
     finished unit is kept there (``sources/<name>.safetensors``, ``transfers/<unit>.json``)
     and skipped when the call is repeated: a killed run continues where it stopped."""
