@@ -42,6 +42,7 @@ COMMANDS = [
     "card",
     "bip",
     "hydra",
+    "double_win",
 ]
 
 

@@ -19,6 +19,7 @@ from sparta.sparsity.lottery import (
     kept_fraction,
     lottery,
     random_masks_like,
+    run_lottery,
 )
 from sparta.sparsity.masks import attach, masks_of
 from sparta.train import Callback, TrainConfig, load_splits
@@ -415,3 +416,100 @@ def test_imp_on_channels_prunes_the_remaining_channels_and_keeps_the_controls_st
     assert fractions[1] == pytest.approx(0.75, abs=0.1)
     m1, m2 = _masks(res.run, 1), _masks(res.run, 2)
     assert all(not (m2[n] & ~m1[n]).any() for n in m1)
+
+
+# ------------------------------------------------------------------ robust / certified tickets
+class _Objectives(Callback):
+    """Records, per unit, the objective its Trainer trains with."""
+
+    name = "objectives"
+
+    def __init__(self) -> None:
+        self.seen: dict[str, object] = {}
+
+    def on_fit_start(self, trainer):
+        self.seen["/".join(trainer.run.path.parts[-2:])] = trainer.objective
+
+
+class _Counting:
+    """Cross-entropy that counts the batches it is called on."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, model, x, y):
+        self.calls += 1
+        logits = model(x)
+        return nn.functional.cross_entropy(logits, y), logits
+
+
+def test_every_unit_trains_with_a_fresh_objective_from_the_setup(tmp_path):
+    made = []
+
+    def setup(cfg, splits):
+        made.append(_Counting())
+        return made[-1], ()
+
+    rec = _Objectives()
+    cfg = TrainConfig(**CFG)
+    res = run_lottery(
+        cfg, LotteryConfig(levels=2, rate=0.3, controls="reinit"), root=tmp_path, name="spy",
+        callbacks=[rec], setup=setup, extra_config={"objective": "counting"},
+    )  # fmt: skip
+    units = ["level_00/ticket", "level_01/ticket", "level_01/reinit"]
+    units += ["level_02/ticket", "level_02/reinit"]
+    assert list(rec.seen) == units
+    assert [rec.seen[u] for u in units] == made  # one fresh objective per unit, in order
+    steps = -(-len(load_splits(cfg).train) // cfg.batch_size) * cfg.epochs
+    assert [o.calls for o in made] == [steps] * len(units)
+    assert res.run.read_config()["objective"] == "counting"
+
+
+def test_robust_lottery_trains_every_level_with_pgd_at_and_keeps_exact_sparsity(tmp_path):
+    rec = _Objectives()
+    opts = {"eps": 0.1, "steps": 2}
+    res = lottery(
+        TrainConfig(**CFG), levels=2, rate=0.3, rewind_step=3, controls="random", root=tmp_path,
+        callbacks=[rec], objective="pgd-at", objective_options=opts,
+    )  # fmt: skip
+    assert len(rec.seen) == 5
+    assert {type(o).__name__ for o in rec.seen.values()} == {"PGDAdversarialTraining"}
+    assert all(o.eps == 0.1 and o.steps == 2 for o in rec.seen.values())
+    config = res.run.read_config()
+    assert config["objective"] == "pgd-at" and config["objective_options"] == opts
+    for level in (1, 2):
+        masks = _masks(res.run, level)
+        expect = {
+            n: _iterated(m.numel(), 0.15 if n == "fc3.weight" else 0.3, level)
+            for n, m in masks.items()
+        }
+        assert {n: int(m.sum()) for n, m in masks.items()} == expect
+        t = read_checkpoint(res.run.path / f"levels/level_{level:02d}/ticket/model.safetensors")[0]
+        assert all(not t[n][~m].any() for n, m in masks.items())  # pruned stay zero
+        assert {n: int(t[n + "_mask"].sum()) for n in masks} == expect
+    # the objective is part of the run's identity: another one is another folder
+    plain = lottery(TrainConfig(**CFG), levels=1, controls="none", root=tmp_path)
+    assert plain.run.path != res.run.path
+    with pytest.raises(ValueError, match="objective"):
+        lottery(TrainConfig(**CFG), levels=2, rate=0.3, rewind_step=3, controls="random",
+                root=tmp_path, name=res.run.path.name, resume=True)  # fmt: skip
+
+
+def test_unknown_objective_fails_before_any_folder(tmp_path):
+    with pytest.raises(ValueError, match="nope"):
+        lottery(TrainConfig(**CFG), levels=1, root=tmp_path, objective="nope")
+    assert not any(tmp_path.iterdir())
+
+
+def test_killed_robust_lottery_resumes_to_the_same_weights(tmp_path):
+    args = dict(levels=1, rate=0.3, controls="none", root=tmp_path, objective="pgd-at",
+                objective_options={"eps": 0.1, "steps": 2})  # fmt: skip
+    ref = lottery(TrainConfig(**CFG), **args, name="ref")
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        lottery(TrainConfig(**CFG), **args, name="killed", callbacks=[_Crash()])
+    assert not (tmp_path / "killed/levels/level_01/ticket/summary.json").exists()
+    res = lottery(TrainConfig(**CFG), **args, name="killed", resume=True)
+    assert res.levels == ref.levels
+    a = read_checkpoint(ref.run.path / "levels/level_01/ticket/model.safetensors")[0]
+    b = read_checkpoint(res.run.path / "levels/level_01/ticket/model.safetensors")[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -6,6 +6,7 @@ from .augment import Compose, HorizontalFlip, RandomCrop, parse_augment
 from .base import DatasetInfo, ImageDataset, iterate
 from .registry import available, info, load, names, register_dataset
 from .splits import train_val_split
+from .subsets import class_subset
 
 __all__ = [
     "DatasetInfo",
@@ -19,6 +20,7 @@ __all__ = [
     "available",
     "register_dataset",
     "train_val_split",
+    "class_subset",
     "RandomCrop",
     "HorizontalFlip",
     "Compose",

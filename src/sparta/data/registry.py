@@ -18,6 +18,7 @@ from sparta.registry import Entry, Registry
 
 from .adapt import FOLDER_PREFIX, image_folder, is_import_path, load_import_path
 from .base import DatasetInfo, ImageDataset
+from .subsets import class_info, class_subset, is_class_spec, parse_class_spec
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ def _check_options(entry: Entry[Loader], kw: dict[str, Any]) -> None:
 def info(name: str, **kw: Any) -> DatasetInfo:
     """A dataset's :class:`DatasetInfo` without loading it (``kw`` as for :func:`load`);
     an image folder or an import path (see :func:`load`) is loaded to measure it."""
+    if is_class_spec(name):
+        spec = parse_class_spec(name)
+        return class_info(info(spec.base, **kw), spec.classes, name)
     if _external(name):
         return load(name, "train", **kw).info
     entry = _entry(name)
@@ -109,7 +113,15 @@ def load(
     Your own data: ``"folder:/path"`` reads an image folder (:func:`~sparta.data.image_folder`,
     ``kw`` such as ``size=``) and an import path ``"my_pkg.data:load"`` calls that function
     (:func:`~sparta.data.adapt.load_import_path`); both record ``name`` as given in ``info``.
+
+    Some classes of any of them: ``"fashion-mnist:classes=5-9[:fraction=0.01][:seed=0]"``
+    (:mod:`sparta.data.subsets`: relabelled 0..k-1; ``fraction`` of the training split only).
     """
+    if is_class_spec(name):
+        spec = parse_class_spec(name)
+        ds = load(spec.base, split, root, download, **kw)
+        fraction = spec.fraction if split == "train" else 1.0
+        return class_subset(ds, spec.classes, fraction, spec.seed, name)
     if _external(name):
         if split not in (*SPLITS, "val"):
             raise ValueError(f"unknown split {split!r} for {name!r}; allowed: {', '.join(SPLITS)}")

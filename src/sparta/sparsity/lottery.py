@@ -28,6 +28,14 @@ Every (level, branch) is a resumable unit with its own Trainer run folder::
 
 A unit with a ``summary.json`` is finished and skipped on re-run (as in open_lth); a unit
 killed mid-way resumes from its newest epoch checkpoint.
+
+Robust and certified tickets: every unit (the dense level 0, every ticket and control) trains
+with the objective a :data:`UnitSetup` builds afresh for it (``objective="pgd-at"``, ``"trades"``,
+``"ibp"``... by name through :func:`sparta.train.create_objective`, or ``sparta lottery --adv
+pgd-at`` / ``--cert ibp`` with the flags of ``sparta train``), so IMP finds robust tickets
+(adversarial training at every level, rewound as usual) or certified tickets (IBP training at
+every level: Li et al., "Can pruning improve certified robustness?", 2206.07311, Sec. 3-4 train
+the pruned networks with the certified objective). The objective is recorded in config.yaml.
 """
 
 from __future__ import annotations
@@ -57,8 +65,9 @@ from sparta.sparsity.masks import SUFFIX, attach, kept_fraction, masks_of, pruna
 from sparta.sparsity.pruning import select_masks
 from sparta.sparsity.structures import parse_structure
 from sparta.sparsity.topk import keep_top, n_keep
-from sparta.train import Callback, TrainConfig, Trainer, evaluate, load_splits
+from sparta.train import Callback, TrainConfig, Trainer, create_objective, evaluate, load_splits
 from sparta.train.api import Splits
+from sparta.train.objectives import Objective
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +80,22 @@ _RESUMABLE_CHANGES = {"levels", "controls"}
 # what a run folder written before a key existed meant by it: late-rewound levels were
 # retrained from step 0 then, so such a folder cannot be resumed under the new rule
 _LEGACY = {"rewind_retrain": "from_step_0"}
+
+#: builds the objective (None: cross-entropy) and extra callbacks of one unit from the run's
+#: config and splits; called afresh for every unit, so no state leaks from one to the next
+UnitSetup = Callable[[TrainConfig, Splits], tuple[Objective | None, Sequence[Callback]]]
+
+
+def objective_setup(name: str, **options: Any) -> UnitSetup:
+    """A :data:`UnitSetup` training every unit with the objective registered as ``name``
+    (``create_objective(name, seed=config.seed, **options)``: e.g. ``"pgd-at"`` with
+    ``eps=0.1, steps=10``, ``"trades"``, ``"ibp"``)."""
+    create_objective(name, **options)  # an unknown name or option fails here, not mid-run
+
+    def setup(cfg: TrainConfig, splits: Splits) -> tuple[Objective | None, Sequence[Callback]]:
+        return create_objective(name, **{"seed": cfg.seed, **options}), ()
+
+    return setup
 
 
 def default_output_rate(rate: float, distribution: str) -> float | None:
@@ -338,9 +363,9 @@ class RewoundTrainer(Trainer):
         if self.step >= self.start_step:
             return super().train_step(x, y, weight)
         self.step += 1  # a step of the schedule before the rewind point: skipped
-        with models.eval_mode(self.model), torch.no_grad():
+        with models.eval_mode(self.model):  # with gradients: an adversarial objective needs them
             loss, logits = self.objective(self._forward, x, y)
-        return loss, logits
+        return loss.detach(), logits.detach()
 
 
 # ------------------------------------------------------------------ the run
@@ -354,6 +379,7 @@ class _Context:
     splits: Splits
     callbacks: Sequence[Callback]
     quiet: bool
+    setup: UnitSetup | None = None
 
     def new_model(self, seed: int) -> nn.Module:
         torch.manual_seed(seed)
@@ -393,24 +419,27 @@ def _train_unit(
         ctx.cfg.to_dict(), "lottery-unit", root=folder.parent, name=folder.name, resume=True
     )
     model = make_model()
+    cfg, objective, own = ctx.cfg, None, ()
+    if ctx.setup is not None:  # a fresh objective (and its callbacks) for every unit
+        cfg = copy.deepcopy(ctx.cfg)  # a setup may change best_metric
+        objective, own = ctx.setup(cfg, ctx.splits)
     trainer = RewoundTrainer(
         model,
         ctx.splits.train,
-        ctx.cfg,
+        cfg,
         val_data=ctx.splits.val,
-        callbacks=[SparsityHandle(model).callback(), *extra, *ctx.callbacks],
+        callbacks=[SparsityHandle(model).callback(), *extra, *own, *ctx.callbacks],
         run=run,
         quiet=ctx.quiet,
+        objective=objective,
         start_step=start_step,
     )
     trainer.fit(resume=True)
     test = evaluate(trainer.model, ctx.splits.test, ctx.cfg.eval_batch_size, trainer.device)
     save(trainer.model, run.file("model.safetensors"), epoch=trainer.epoch, test_acc=test["acc"])
     summary = {"test_acc": test["acc"], "test_loss": test["loss"], "epochs": trainer.epoch}
-    if trainer.history:
-        summary.update(
-            {k: trainer.history[-1][k] for k in ("val_acc",) if k in trainer.history[-1]}
-        )
+    if trainer.history:  # val_acc, and val_robust_acc / val_verified_acc of a setup's callbacks
+        summary.update({k: v for k, v in trainer.history[-1].items() if k.startswith("val_")})
     run.write_summary(summary)  # written last: marks the unit finished
     ctx.run.log({"unit": str(folder.relative_to(ctx.run.path)), **summary})
     log.info("%s: test_acc=%.4f", folder.relative_to(ctx.run.path), test["acc"])
@@ -509,6 +538,12 @@ def _open_run(
                     f"run folder {path} was made with {key}={was!r}, not {value!r}; "
                     "use another --name or --overwrite"
                 )
+        extra = [k for k in old if k not in config and k != "command"]
+        if extra:  # e.g. a robust lottery's objective, resumed without it
+            raise ValueError(
+                f"run folder {path} was made with {extra[0]}={old[extra[0]]!r}, not without "
+                "it; use another --name or --overwrite"
+            )
     return Run.create(
         config, "lottery", root=root, name=path.name, resume=resume, overwrite=overwrite
     )
@@ -524,8 +559,12 @@ def run_lottery(
     overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
     quiet: bool = True,
+    setup: UnitSetup | None = None,
+    extra_config: Mapping[str, Any] | None = None,
 ) -> LotteryResult:
-    """Run (or resume) IMP with ``options``; see :func:`lottery`."""
+    """Run (or resume) IMP with ``options``; see :func:`lottery`. ``setup`` gives every unit
+    its objective and callbacks; ``extra_config`` (what it trains with) joins config.yaml,
+    the run's name and the resume check."""
     splits = load_splits(config)
     total = math.ceil(len(splits.train) / config.batch_size) * config.epochs
     if options.rewind_step > total:
@@ -533,11 +572,11 @@ def run_lottery(
             f"rewind_step={options.rewind_step} is beyond the dense run's {total} steps "
             f"({config.epochs} epochs x {math.ceil(len(splits.train) / config.batch_size)})"
         )
-    full = {**config.to_dict(), **options.to_dict()}
+    full = {**config.to_dict(), **options.to_dict(), **(extra_config or {})}
     if options.rewind_step > 0:  # levels train from step k to the end (1912.05671)
         full["rewind_retrain"] = "from_step_k"
     run = _open_run(full, root, name, resume, overwrite)
-    ctx = _Context(run, config, options, splits, callbacks, quiet)
+    ctx = _Context(run, config, options, splits, callbacks, quiet, setup)
     levels: list[dict[str, Any]] = []
 
     def train(model: nn.Module, level: int) -> nn.Module:
@@ -584,6 +623,8 @@ def lottery(
     overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
     quiet: bool = True,
+    objective: str | None = None,
+    objective_options: Mapping[str, Any] | None = None,
 ) -> LotteryResult:
     """Iterative pruning with rewinding, ``levels`` levels after the dense one.
 
@@ -596,6 +637,10 @@ def lottery(
     (alias ``layer``), ``global`` or ``erk``. Writes a run folder ``root/name``; ``resume``
     skips finished units and continues a killed one. ``callbacks`` are added to every
     unit's Trainer.
+
+    ``objective`` (e.g. ``"pgd-at"``, ``"trades"``, ``"ibp"``; see ``sparta list objectives``)
+    with ``objective_options`` (``{"eps": 0.1, "steps": 10}``) trains every level, dense and
+    pruned, and every control with that objective: robust or certified lottery tickets.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     opts = LotteryConfig(
@@ -608,6 +653,11 @@ def lottery(
         rewind_step=rewind_step,
         controls=controls if isinstance(controls, str) else ",".join(controls) or "none",
     )
+    extra: dict[str, Any] = {}
+    setup = None
+    if objective is not None and objective != "standard":
+        setup = objective_setup(objective, **(objective_options or {}))
+        extra = {"objective": objective, "objective_options": dict(objective_options or {})}
     return run_lottery(
         cfg,
         opts,
@@ -617,4 +667,6 @@ def lottery(
         overwrite=overwrite,
         callbacks=callbacks,
         quiet=quiet,
+        setup=setup,
+        extra_config=extra,
     )

@@ -6,6 +6,8 @@ import pytest
 
 from sparta.experiments.card import card
 from sparta.experiments.card.variants import structured_fraction
+from sparta.sparsity import masks_of
+from sparta.sparsity.masks import kept_fraction
 
 from .conftest import TINY
 
@@ -101,3 +103,29 @@ def test_edge_popup_variant_is_a_supermask_of_a_random_init(tmp_path):
             assert int(masks[n].sum()) == round(0.5 * masks[n].numel())
         else:
             assert not p.any()
+
+
+def test_robust_and_certified_lottery_variants_reach_their_sparsity(tmp_path):
+    res = card(
+        **{**TINY, "sparsities": [0.8], "model": "lenet300"},
+        variants=["robust-lottery", "certified-lottery"],
+        pillars=["accuracy"],
+        lottery_levels=2,
+        lottery_epochs=1,
+        adv_steps=2,
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "robust-lottery 80%", "certified-lottery 80%"]
+    assert all(0 <= v["test_acc"] <= 1 for v in rows.values())
+    # every level of each IMP run trained with its objective (recorded in the run's config)
+    for variant, objective in (("robust-lottery", "pgd-at"), ("certified-lottery", "ibp")):
+        (config,) = tmp_path.glob(f"c/**/{variant}*/**/imp/config.yaml")
+        assert f"objective: {objective}" in config.read_text()
+        ticket = load(config.parent / "levels/level_02/ticket/model.safetensors")
+        assert 1 - kept_fraction(masks_of(ticket)) == pytest.approx(0.8, abs=0.01), variant
+        metrics = (config.parent / "levels/level_02/ticket/metrics.jsonl").read_text()
+        assert ("train_robust_acc" in metrics) == (objective == "pgd-at")
+        assert ("cert_eps" in metrics) == (objective == "ibp")

@@ -303,3 +303,68 @@ def edge_popup(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     scored = supermask(ctx.fresh(seed), sparsity, seed=seed)
     ctx.fit(scored, epochs, seed)
     return scored.finalize().eval(), {"epochs": epochs, "weights": "kaiming-normal"}
+
+
+def _imp_ticket(
+    ctx: CellContext, sparsity: float, seed: int, variant: str, **objective: Any
+) -> Recipe:
+    """The last ticket of IMP with rewinding to the init whose every level trains with an
+    objective (``objective=name, objective_options={...}`` of :func:`sparta.sparsity.lottery`,
+    or ``setup=`` and ``extra_config=`` of :func:`run_lottery`), as the ``lottery`` variant."""
+    from sparta.io import load
+    from sparta.sparsity.lottery import LotteryConfig, run_lottery
+
+    o = ctx.options
+    levels = o.lottery_levels
+    rate = 1.0 - (1.0 - sparsity) ** (1.0 / levels)
+    opts = LotteryConfig(levels=levels, rate=rate, controls="none", scope="global")
+    if "objective" in objective:  # by name: the setup that builds it
+        from sparta.sparsity.lottery import objective_setup
+
+        name, options = objective["objective"], objective["objective_options"]
+        objective = {"setup": objective_setup(name, **options), "extra_config": objective}
+    res = run_lottery(
+        ctx.train_config(o.lottery_epochs, seed),
+        opts,
+        root=ctx.cell_dir(variant, sparsity),
+        name="imp",
+        resume=True,
+        **objective,
+    )
+    ticket = res.run.path / "levels" / f"level_{levels:02d}" / "ticket" / "model.safetensors"
+    return load(ticket), {"levels": levels, "rate": rate, "epochs_per_level": o.lottery_epochs}
+
+
+@VARIANTS.register(
+    "robust-lottery",
+    sparse=True,
+    summary="robust lottery ticket: IMP whose every level trains with PGD-AT, from scratch",
+)
+def robust_lottery(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """IMP with rewinding to the init as ``lottery`` (``lottery_levels`` x ``lottery_epochs``),
+    every level trained with PGD-AT at ``--eps`` (``adv_steps`` steps); the last ticket."""
+    o = ctx.options
+    options = {"eps": o.eps, "norm": "linf", "steps": o.adv_steps}
+    model, summary = _imp_ticket(
+        ctx, sparsity, seed, "robust-lottery", objective="pgd-at", objective_options=options
+    )
+    return model, {**summary, "objective": "pgd-at", "eps": o.eps}
+
+
+@VARIANTS.register(
+    "certified-lottery",
+    sparse=True,
+    summary="certified lottery ticket: IMP whose every level trains with IBP, from scratch",
+)
+def certified_lottery(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """IMP with rewinding to the init as ``lottery``, every level trained with IBP certified
+    training (Gowal et al. ramp) at ``--cert-eps``, the budget the certification pillar
+    verifies; the last ticket."""
+    from sparta.experiments.robust_tickets import certified_setup
+
+    eps = ctx.options.cert_eps
+    model, summary = _imp_ticket(
+        ctx, sparsity, seed, "certified-lottery", setup=certified_setup(eps),
+        extra_config={"objective": "ibp", "objective_options": {"eps": eps}},
+    )  # fmt: skip
+    return model, {**summary, "objective": "ibp", "eps": eps}
