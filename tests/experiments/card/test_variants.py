@@ -6,6 +6,7 @@ import pytest
 
 from sparta.experiments.card import card
 from sparta.experiments.card.variants import structured_fraction
+from sparta.io import load
 from sparta.sparsity import masks_of
 from sparta.sparsity.masks import kept_fraction
 
