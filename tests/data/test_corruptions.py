@@ -42,7 +42,7 @@ def test_noise_depends_on_the_seed(images, kind):
 )
 def test_distance_from_clean_grows_with_severity(images, kind):
     d = [_rms(corrupt(images, kind, s, seed=0), images) for s in SEVERITIES]
-    assert all(a < b for a, b in zip(d, d[1:])), d
+    assert all(a < b for a, b in zip(d, d[1:], strict=False)), d
 
 
 def test_pixelate_resolution_falls_with_severity(images):
