@@ -96,7 +96,15 @@ def test_registries_hold_every_recipe_and_pillar():
         "pgd-at-gmp",
     }  # fmt: skip
     assert PILLARS.names() == sorted(
-        ["accuracy", "efficiency", "robustness", "certification", "unlearning", "backdoor"]
+        [
+            "accuracy",
+            "efficiency",
+            "robustness",
+            "corruption",
+            "certification",
+            "unlearning",
+            "backdoor",
+        ]
     )
     for e in VARIANTS.entries():
         assert isinstance(e.meta["sparse"], bool) and e.doc
