@@ -20,6 +20,7 @@ search. Per seed: ``benchmarks/results/runs/pools-s<seed>`` (the IMP run) and
 and ``pools.md``. Killed runs continue when rerun (``--overwrite`` starts afresh).
 
     python benchmarks/pools.py [--seeds 0 1] [--levels 8] [--epochs 6] [--rate 0.4]
+    python benchmarks/pools.py --coefficients 0.5 --tag -avg   # the same tickets, averaged
     python benchmarks/pools.py --seeds 0 --levels 2 --epochs 1 --train-subset 3000 --results /tmp/x
 """
 
@@ -74,9 +75,9 @@ def run_seed(seed: int, args: argparse.Namespace, sets: list[Any]) -> list[dict[
         t0 = time.perf_counter()
         res = pool_run(
             imp.run.path,
-            PoolConfig(target=level),
+            PoolConfig(target=level, coefficients=args.coefficients),
             root=runs,
-            name=f"pool-s{seed}-l{level:02d}",
+            name=f"pool{args.tag}-s{seed}-l{level:02d}",
             resume=not args.overwrite,
             overwrite=args.overwrite,
         )
@@ -167,6 +168,14 @@ def main() -> None:
     ap.add_argument("--rewind", type=int, default=211, help="late-rewinding step")
     ap.add_argument("--train-subset", type=int, default=0)
     ap.add_argument("--corruption-seed", type=int, default=0)
+    ap.add_argument(
+        "--coefficients",
+        type=float,
+        nargs="+",
+        default=list(PoolConfig().coefficients),
+        help="interpolation coefficients searched (0.5 alone: the authors' 'average' variant)",
+    )
+    ap.add_argument("--tag", default="", help="suffix of the result files and pool folders")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where JSON and runs go")
     ap.add_argument("--overwrite", action="store_true", help="start afresh, not resume")
@@ -196,7 +205,7 @@ def main() -> None:
         "train_subset": args.train_subset,
         "seeds": args.seeds,
         "corruption_seed": args.corruption_seed,
-        "coefficients": PoolConfig().coefficients,
+        "coefficients": args.coefficients,
         "table": table,
         "rows": rows,
         "sparsities_pool_wins_test": wins_test,
@@ -207,9 +216,9 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "pools.json").write_text(json.dumps(out, indent=2) + "\n")
+    (args.results / f"pools{args.tag}.json").write_text(json.dumps(out, indent=2) + "\n")
     md = markdown(table, args.seeds)
-    (args.results / "pools.md").write_text(md)
+    (args.results / f"pools{args.tag}.md").write_text(md)
     print(md, end="")
     print(
         f"pool beats ticket: test at {wins_test}/{len(table)} sparsities, corruptions at "
