@@ -20,7 +20,7 @@ search. Per seed: ``benchmarks/results/runs/pools-s<seed>`` (the IMP run) and
 and ``pools.md``. Killed runs continue when rerun (``--overwrite`` starts afresh).
 
     python benchmarks/pools.py [--seeds 0 1] [--levels 8] [--epochs 6] [--rate 0.4]
-    python benchmarks/pools.py --coefficients 0.5 --tag -avg   # the same tickets, averaged
+    python benchmarks/pools.py --coefficients 0.5 --tag=-avg   # the same tickets, averaged
     python benchmarks/pools.py --seeds 0 --levels 2 --epochs 1 --train-subset 3000 --results /tmp/x
 """
 
