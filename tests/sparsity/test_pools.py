@@ -152,7 +152,7 @@ def test_cli_pool_and_bad_input(imp_run, tmp_path):
     )  # fmt: skip
     assert "lottery pool (accepted:" in out.stdout
     s = json.loads((tmp_path / "p" / "summary.json").read_text())
-    assert s["target"] == 3 and s["order"] == [2] and s["tries"] == 1
+    assert s["target_level"] == 3 and s["order"] == [2] and s["tries"] == 1
     assert 0 <= s["test_acc"] <= 1 and s["sparsity"] > 0.8
     pooled = sparta.load(tmp_path / "p")
     target = sparta.load(lottery_levels(imp_run)[3])

@@ -28,7 +28,7 @@ def print_pool(res: object) -> None:
     s = res.summary  # type: ignore[attr-defined]
     accepted = ", ".join(f"level {lv} at {a:g}" for lv, a in s["accepted"]) or "none"
     print(
-        f"level {s['target']} ticket ({100 * s['remaining']:.2f}% weights remaining): "
+        f"level {s['target_level']} ticket ({100 * s['remaining']:.2f}% weights remaining): "
         f"val_acc={s['target_val_acc']:.4f} test_acc={s['target_test_acc']:.4f}"
     )
     print(

@@ -339,7 +339,7 @@ def pool_run(
         "target_val_acc": res.target_val_acc,
         "sparsity": 1.0 - remaining,
         "remaining": remaining,
-        "target": target,
+        "target_level": target,  # not "target": the backdoor key of that name
         "order": res.order,
         "accepted": [[lv, a] for lv, a in res.accepted],
         "tries": len(res.tries),
