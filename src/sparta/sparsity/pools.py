@@ -9,7 +9,7 @@ Interpolating Tickets without Increasing Training or Inference Cost" (AAAI 2023,
   (:func:`neighbours`), at most ``candidates`` of them;
 * **greedy interpolation**: start from the target ticket ``w`` and its validation accuracy;
   for each candidate ``c`` and each coefficient ``a`` of the grid (default 0.05, 0.1, 0.2,
-  ..., 0.9, 0.95, the paper's), form ``a c + (1 - a) w`` and re-apply the target's mask
+  ..., 0.9, 0.95, the authors'), form ``a c + (1 - a) w`` and re-apply the target's mask
   (its sparsity and so its inference cost are unchanged); keep the best coefficient and
   accept it only when it beats the current validation accuracy (strictly), else the
   candidate is skipped;
@@ -17,9 +17,10 @@ Interpolating Tickets without Increasing Training or Inference Cost" (AAAI 2023,
   (the authors call ``torch.optim.swa_utils.update_bn``); models without BatchNorm skip it.
 
 Choices are made on the validation split only; :func:`pool_run` reads the test split once,
-after the search, to report the target and the pooled ticket. The authors' code re-prunes
-the interpolated weights by global magnitude to the target's density; Algorithm 1 and this
-module keep the target's mask exactly (so the pooled ticket is the same subnetwork).
+after the search, to report the target and the pooled ticket. This module re-applies the
+target's mask exactly (the pooled ticket is the same subnetwork: same sparsity and
+inference cost, as the paper states); the authors' ``Lottery_pools.py`` instead re-prunes
+the interpolated weights by global magnitude to the target's density, which may move it.
 
 The search state (current weights, accepted coefficients, next candidate, every try) is a
 checkpoint written after each candidate: a killed search continues where it stopped.
@@ -49,7 +50,7 @@ from sparta.train import evaluate
 
 log = logging.getLogger(__name__)
 
-#: the interpolation coefficients of the paper's search (Sec. 4.1; the authors' README)
+#: the interpolation coefficients of the authors' README (``--interpolation_value_list``)
 DEFAULT_COEFFICIENTS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 STATE_FILE = "search.safetensors"
 
