@@ -41,6 +41,7 @@ SMALL: dict[str, list[str]] = {
     "prune": [*TRAIN],
     "export": ["--latency-repeats", "2"],
     "lottery": [*TRAIN, "--levels", "2"],
+    "pool": ["--coefficients", "0.3", "0.7"],
     "attack": ["--n", "16", "--steps", "3", "--queries", "40"],
     "certify": ["--n", "8", "--timeout", "1", "--n-samples", "200", "--n0", "20"],
     "unlearn": ["--epochs", "1", "--retrain-epochs", "1", "--prune-finetune", "1"],

@@ -32,6 +32,7 @@ COMMANDS = [
     "info",
     "list",
     "lottery",
+    "pool",
     "prune",
     "export",
     "attack",

@@ -56,6 +56,13 @@ class Lottery(Command):
             default=argparse.SUPPRESS,
             help="same as --rewind-step: 0 rewinds to the init, k to step k of the dense run",
         )
+        p.add_argument(
+            "--pool",
+            action="store_true",
+            default=False,
+            help="then Lottery Pools on the last ticket (default options; written to "
+            "<run>/pool-lXX; `sparta pool --ckpt <run>` for others)",
+        )
 
     def validate(self) -> None:
         from sparta.commands.train import check_names
@@ -113,6 +120,15 @@ class Lottery(Command):
         )
         print(f"run: {result.run.path}")
         print(f"plot: {result.run.file('levels.png')}")
+        if self.args.pool:
+            from sparta.commands.pool import print_pool
+            from sparta.sparsity.pools import pool_run
+
+            last = result.levels[-1]["level"]
+            res = pool_run(
+                result.run.path, root=result.run.path, name=f"pool-l{last:02d}", resume=True
+            )
+            print_pool(res)
         return 0
 
 

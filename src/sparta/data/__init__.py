@@ -1,9 +1,10 @@
 """Datasets in pixel space [0, 1] (NCHW, float32), splits and batch augmentations."""
 
-from . import cifar, digits, idx, synthetic  # noqa: F401  (register the built-in datasets)
+from . import cifar, corruptions, digits, idx, synthetic  # noqa: F401  (register the built-in datasets)
 from .adapt import as_dataset, image_folder
 from .augment import Compose, HorizontalFlip, RandomCrop, parse_augment
 from .base import DatasetInfo, ImageDataset, iterate
+from .corruptions import CORRUPTIONS, SEVERITIES, corrupt, corrupted
 from .registry import available, info, load, names, register_dataset
 from .splits import train_val_split
 from .subsets import class_subset
@@ -25,4 +26,8 @@ __all__ = [
     "HorizontalFlip",
     "Compose",
     "parse_augment",
+    "CORRUPTIONS",
+    "SEVERITIES",
+    "corrupt",
+    "corrupted",
 ]

@@ -28,7 +28,15 @@ from sparta.report.card_plots import (
 )
 
 SCHEMA = 1
-PILLARS = ("accuracy", "efficiency", "robustness", "certification", "unlearning", "backdoor")
+PILLARS = (
+    "accuracy",
+    "efficiency",
+    "robustness",
+    "corruption",
+    "certification",
+    "unlearning",
+    "backdoor",
+)
 FORMATS = ("pct", "float", "int", "bool", "text")
 BETTER = ("higher", "lower", None)
 FILES = ("card.json", "card.md", "card.html")
@@ -39,6 +47,7 @@ KEY_METRICS = {
     "efficiency": ("latency_b1_ms", "weight_sparsity", "sparsity", "size_bytes", "macs",
                    "params", "kept_macs_fraction", "nonzero_params"),
     "robustness": ("robust_acc",),
+    "corruption": ("corruption_acc",),
     "certification": ("crown_verified_acc", "ibp_verified_acc", "verified_acc", "smooth_cert_acc"),
     "unlearning": ("salun_avg_gap", "avg_gap", "ft_avg_gap", "ua"),
     "backdoor": ("trojan", "trojan_target", "suspected_target", "asr"),
@@ -485,7 +494,8 @@ def _verdicts(card: dict[str, Any], pillar: str) -> list[str]:
 
 
 def _tradeoffs(card: dict[str, Any]) -> list[tuple[str, str]]:
-    """(svg, caption) of the robust-accuracy Pareto plot and the latency-accuracy plot."""
+    """(svg, caption) of the robust-accuracy and corruption-accuracy Pareto plots and the
+    latency-accuracy plot."""
     out = []
     acc = pick_metric(card, KEY_METRICS["accuracy"], "accuracy")
     rob = pick_metric(card, ("robust_acc",), "robustness")
@@ -494,6 +504,12 @@ def _tradeoffs(card: dict[str, Any]) -> list[tuple[str, str]]:
         if svg:
             out.append((svg, "Rows no other row beats on both sparsity and robust accuracy "
                              "are ringed and joined (the Pareto front)."))  # fmt: skip
+    corr = pick_metric(card, ("corruption_acc",), "corruption")
+    if corr:
+        svg = tradeoff_plot(card, None, corr, "higher", "corruption accuracy vs sparsity")
+        if svg:
+            out.append((svg, "Mean accuracy over the common corruptions against sparsity; "
+                             "the front is the most robust model at each sparsity."))  # fmt: skip
     lat = [k for k, m in card["metrics"].items() if "latency" in k and m.get("better") == "lower"]
     lat_key = pick_metric(card, ("latency_b1_ms", *lat), None)
     if lat_key and acc:
@@ -596,6 +612,7 @@ RUN_METRICS: dict[str, dict[str, Any]] = {
     "speedup_b1": _m("efficiency", "speed-up b1", "higher", "float"),
     "speedup_b256": _m("efficiency", "speed-up b256", "higher", "float"),
     "robust_acc": _m("robustness", "robust acc", "higher", "pct"),
+    "corruption_acc": _m("corruption", "mean corruption acc", "higher", "pct"),
     "verified_acc": _m("certification", "verified acc", "higher", "pct"),
     "ibp_verified_acc": _m("certification", "IBP verified", "higher", "pct"),
     "crown_verified_acc": _m("certification", "CROWN verified", "higher", "pct"),
@@ -616,6 +633,9 @@ RUN_METRICS: dict[str, dict[str, Any]] = {
 _RUN_FAMILIES: list[tuple[Callable[[str], bool], Callable[[str], dict[str, Any]]]] = [
     (lambda k: k.startswith("robust_acc_"),
      lambda k: _m("robustness", k[len("robust_acc_"):].replace("_", "-"), "higher", "pct")),
+    (lambda k: k.startswith("corruption_") and k.endswith("_acc"),
+     lambda k: _m("corruption", k[len("corruption_"):-len("_acc")].replace("_", "-"), "higher",
+                  "pct")),
     (lambda k: k.startswith("certified_acc_r"),
      lambda k: _m("certification", "cert acc r=" + k[len("certified_acc_r"):], "higher", "pct")),
     (lambda k: k.endswith("_verified_acc"),

@@ -22,6 +22,7 @@ from sparta.sparsity.masks import (
     named_masks,
     prunable_parameters,
 )
+from sparta.sparsity.pools import PoolConfig, PoolResult, pool_run, pool_tickets
 from sparta.sparsity.pruning import prune, select_masks
 from sparta.sparsity.report import format_report, report
 from sparta.sparsity.schedules import GradualPruning, cubic_sparsity
@@ -88,4 +89,8 @@ __all__ = [
     "hydra",
     "edge_popup",
     "supermask",
+    "PoolConfig",
+    "PoolResult",
+    "pool_run",
+    "pool_tickets",
 ]

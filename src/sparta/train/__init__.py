@@ -3,7 +3,7 @@
 from sparta.train.api import Splits, TrainResult, load_splits, train
 from sparta.train.callbacks import BestCheckpoint, Callback, EarlyStopping, TensorBoardLogger
 from sparta.train.config import TrainConfig
-from sparta.train.evaluate import eval_mode, evaluate, frozen, predict
+from sparta.train.evaluate import eval_mode, evaluate, evaluate_corruptions, frozen, predict
 from sparta.train.loop import Trainer, make_optimizer
 from sparta.train.objectives import (
     CrossEntropy,
@@ -28,6 +28,7 @@ __all__ = [
     "create_objective",
     "eval_mode",
     "evaluate",
+    "evaluate_corruptions",
     "frozen",
     "load_splits",
     "lr_factor",

@@ -17,7 +17,8 @@ def test_every_pillar_and_card_json_equals_the_cells(tmp_path):
     c = res.card
     assert [r["label"] for r in c["rows"]] == ["dense", "oneshot 50%"]
     assert list(c["pillars"]) == [
-        "accuracy", "efficiency", "robustness", "certification", "unlearning", "backdoor",
+        "accuracy", "efficiency", "robustness", "corruption", "certification", "unlearning",
+        "backdoor",
     ]  # fmt: skip
     assert set(c["metrics"]) == set(all_metrics())
     # every value comes from the cell file its source names, nothing typed twice
@@ -50,7 +51,7 @@ def test_every_pillar_and_card_json_equals_the_cells(tmp_path):
     files = write_card(c, res.folder)
     assert files["card.md"].read_text().startswith("# lenet5 on digits")
     assert json.loads(files["card.json"].read_text())["rows"] == on_disk["rows"]
-    assert len(res.computed) == 2 + 2 * 6 and not res.skipped
+    assert len(res.computed) == 2 + 2 * 7 and not res.skipped
 
 
 def test_cache_reuse_and_one_more_variant(tmp_path):
@@ -96,7 +97,15 @@ def test_registries_hold_every_recipe_and_pillar():
         "pgd-at-gmp",
     }  # fmt: skip
     assert PILLARS.names() == sorted(
-        ["accuracy", "efficiency", "robustness", "certification", "unlearning", "backdoor"]
+        [
+            "accuracy",
+            "efficiency",
+            "robustness",
+            "corruption",
+            "certification",
+            "unlearning",
+            "backdoor",
+        ]
     )
     for e in VARIANTS.entries():
         assert isinstance(e.meta["sparse"], bool) and e.doc

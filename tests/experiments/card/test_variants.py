@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 
 from sparta.experiments.card import card
 from sparta.experiments.card.variants import structured_fraction
@@ -130,3 +133,34 @@ def test_robust_and_certified_lottery_variants_reach_their_sparsity(tmp_path):
         metrics = (config.parent / "levels/level_02/ticket/metrics.jsonl").read_text()
         assert ("train_robust_acc" in metrics) == (objective == "pgd-at")
         assert ("cert_eps" in metrics) == (objective == "ibp")
+
+
+def test_lottery_pool_variant_and_corruption_pillar(tmp_path):
+    res = card(
+        **{**TINY, "model": "lenet300", "sparsities": [0.8]},
+        variants=["dense", "lottery-pool"],
+        pillars=["accuracy", "efficiency", "corruption"],
+        lottery_levels=2,
+        lottery_epochs=1,
+        corruption_n=50,
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "lottery-pool 80%"]
+    pool = rows["lottery-pool 80%"]
+    assert pool["weight_sparsity"] == pytest.approx(0.8, abs=0.03)
+    imp = tmp_path / "c" / "cells" / "lottery-pool-0.80"
+    summary = json.loads((imp / "pool" / "summary.json").read_text())
+    # the pooled model carries exactly the last ticket's masks
+    from sparta import load
+    from sparta.sparsity import masks_of
+
+    ticket = load(imp / "imp" / "levels" / "level_02" / "ticket" / "model.safetensors")
+    pooled = load(imp / "pool")
+    assert all(torch.equal(masks_of(pooled)[k], m) for k, m in masks_of(ticket).items())
+    assert summary["val_acc"] >= summary["target_val_acc"]
+    for v in rows.values():
+        assert 0 <= v["corruption_s5_acc"] <= 1 and 0 <= v["corruption_acc"] <= 1
+    assert res.card["metrics"]["corruption_contrast_acc"]["pillar"] == "corruption"

@@ -82,6 +82,7 @@ class CardOptions(Options):
     backdoor_subset: int = option(2000, "backdoor: defender images of the scan")
     backdoor_recover_steps: int = option(50, "backdoor: trigger-recovery steps per label")
     latency_repeats: int = option(20, "efficiency: timed repeats per model and batch size")
+    corruption_n: int = option(2000, "corruption: test images corrupted (0: all)")
     # execution
     workers: int = option(0, "local process pool size (0: run cells in this process)")
     executor: str = option("local", "where cells run: local or ray", choices=EXECUTORS)
@@ -110,6 +111,7 @@ class CardOptions(Options):
             "train_subset",
             "test_subset",
             "workers",
+            "corruption_n",
         ):
             require(getattr(self, name) >= 0, name, getattr(self, name), "an integer >= 0")
         for name in (

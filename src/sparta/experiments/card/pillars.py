@@ -26,7 +26,15 @@ PILLARS: Registry[Any] = Registry(
 )
 
 #: display order of the pillars (registration order of this module)
-ORDER = ("accuracy", "efficiency", "robustness", "certification", "unlearning", "backdoor")
+ORDER = (
+    "accuracy",
+    "efficiency",
+    "robustness",
+    "corruption",
+    "certification",
+    "unlearning",
+    "backdoor",
+)
 
 
 def metric(label: str, better: str | None, format: str) -> dict[str, Any]:
@@ -189,6 +197,45 @@ def robustness(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
         desc,
         [f"robustness: {label}: {w}" for w in rep.warnings],
     )
+
+
+# ------------------------------------------------------------------ corruption
+def _corruption_key(kind: str) -> str:
+    return f"corruption_{kind.replace('-', '_')}_acc"
+
+
+def _corruption_metrics() -> dict[str, dict[str, Any]]:
+    from sparta.data.corruptions import CORRUPTIONS
+
+    out = {
+        "corruption_acc": metric("mean corruption acc", "higher", "pct"),
+        "corruption_s5_acc": metric("severity 5 acc", "higher", "pct"),
+    }
+    out.update({_corruption_key(k): metric(k, "higher", "pct") for k in CORRUPTIONS})
+    return out
+
+
+@PILLARS.register("corruption", cost=2, metrics=_corruption_metrics(), options=("corruption_n",))
+def corruption(ctx: CellContext, model: nn.Module, variant: str, sparsity: float, seed: int):
+    """Mean accuracy over six common corruptions at five severities (Fashion-MNIST-C style)."""
+    from sparta.data.corruptions import CONSTANTS
+    from sparta.train import evaluate_corruptions
+
+    o = ctx.options
+    sub = _test_subset(ctx, o.corruption_n or len(ctx.splits().test))
+    rep = evaluate_corruptions(model, sub, seed=o.seed)
+    metrics = {
+        "corruption_acc": rep["corruption_acc"],
+        "corruption_s5_acc": rep["by_severity"][5],
+    }
+    metrics.update({_corruption_key(k): v for k, v in rep["by_kind"].items()})
+    desc = (
+        f"Accuracy on {rep['n']:,} test images (chosen and corrupted with the card seed) "
+        f"under {', '.join(CONSTANTS)}, each at severities 1-5 with CIFAR-10-C's constants "
+        "adapted to the image size (Hendrycks & Dietterich 2019; sparta.data.corruptions): "
+        "the mean over the 30 sets, the mean at severity 5, and the mean per corruption."
+    )
+    return PillarScore(metrics, desc)
 
 
 # ------------------------------------------------------------------ certification

@@ -368,3 +368,45 @@ def certified_lottery(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
         extra_config={"objective": "ibp", "objective_options": {"eps": eps}},
     )  # fmt: skip
     return model, {**summary, "objective": "ibp", "eps": eps}
+
+
+@VARIANTS.register(
+    "lottery-pool",
+    sparse=True,
+    summary="Lottery Pools: the lottery ticket interpolated with its neighbouring IMP tickets",
+)
+def lottery_pool(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """IMP as the ``lottery`` variant (``lottery_levels`` levels of ``lottery_epochs``, global
+    ranking, rewound to the init) with 10% of the training set held out, then Lottery Pools
+    (2208.10842) on the last ticket: greedy interpolation with the other levels' tickets,
+    coefficients chosen on the held-out 10%, the last ticket's mask kept."""
+    import dataclasses
+
+    from sparta.sparsity import lottery as run_lottery
+    from sparta.sparsity.pools import PoolConfig, pool_run
+
+    o = ctx.options
+    levels = o.lottery_levels
+    rate = 1.0 - (1.0 - sparsity) ** (1.0 / levels)
+    cfg = dataclasses.replace(ctx.train_config(o.lottery_epochs, seed), val_fraction=0.1)
+    folder = ctx.cell_dir("lottery-pool", sparsity)
+    res = run_lottery(
+        cfg,
+        levels=levels,
+        rate=rate,
+        controls="none",
+        scope="global",
+        root=folder,
+        name="imp",
+        resume=True,
+    )
+    pool = pool_run(res.run.path, PoolConfig(), root=folder, name="pool", resume=True)
+    s = pool.summary
+    return pool.model, {
+        "levels": levels,
+        "rate": rate,
+        "epochs_per_level": o.lottery_epochs,
+        "accepted": s["accepted"],
+        "ticket_val_acc": s["target_val_acc"],
+        "pool_val_acc": s["val_acc"],
+    }
