@@ -5,7 +5,7 @@ from .adapt import as_dataset, image_folder
 from .augment import Compose, HorizontalFlip, RandomCrop, parse_augment
 from .base import DatasetInfo, ImageDataset, iterate
 from .registry import available, info, load, names, register_dataset
-from .splits import train_val_split
+from .splits import megabatches, train_val_split
 
 __all__ = [
     "DatasetInfo",
@@ -19,6 +19,7 @@ __all__ = [
     "available",
     "register_dataset",
     "train_val_split",
+    "megabatches",
     "RandomCrop",
     "HorizontalFlip",
     "Compose",
