@@ -40,6 +40,7 @@ COMMANDS = [
     "certify",
     "report",
     "card",
+    "anytime",
 ]
 
 

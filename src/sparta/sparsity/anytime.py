@@ -97,7 +97,8 @@ def progressive(
     replay: bool = True,
 ) -> Iterator[tuple[int, nn.Module]]:
     """For each mega-batch ``i`` of ``parts``: prune ``model`` to ``sparsities[i]`` on the data
-    of that step, then ``fit(model, data, i)`` (in place); yields ``(i, model)`` after each.
+    of that step, then ``fit(model, data, i)`` (in place, keeping the masks: train with
+    ``SparsityHandle(model).callback()``); yields ``(i, model)`` after each.
 
     ``data`` is every mega-batch so far with ``replay``, else mega-batch ``i`` alone.
     """
@@ -256,7 +257,9 @@ def run_anytime(
         model = models.create(config.model, dataset=splits.train.info, width=config.width)
         rows: list[dict[str, Any]] = []
 
-        def fit(m: nn.Module, data: ImageDataset, i: int, branch: str = branch) -> None:
+        def fit(
+            m: nn.Module, data: ImageDataset, i: int, branch: str = branch, rows: list = rows
+        ) -> None:
             folder = run.path / branch / f"mb_{i + 1:02d}"
             res = _unit(folder, m, data, config, splits.val, splits.test, callbacks, quiet)
             row = {"megabatch": i + 1, **{key: res[key] for key in ("n_train", "sparsity")}}

@@ -165,9 +165,11 @@ class SupTickets(Callback):
             live = masks_of(model)
             for name, mask in self.masks.items():
                 live[name].copy_(mask)
-        if val and trainer.history:
-            sup = evaluate(model, trainer.val_data, trainer.config.eval_batch_size)["acc"]
-            trainer.history[-1].update(last_ticket_val_acc=last, sup_val_acc=sup)
+        if val and trainer.history:  # the last epoch's val figures become the model's
+            sup = evaluate(model, trainer.val_data, trainer.config.eval_batch_size)
+            trainer.history[-1].update(
+                last_ticket_val_acc=last, val_acc=sup["acc"], val_loss=sup["loss"]
+            )
         if trainer.history:
             trainer.history[-1]["sup_tickets"] = self.count
 
