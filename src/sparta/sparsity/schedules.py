@@ -217,8 +217,9 @@ def app_sparsities(k: int, target: float, base: float = 0.8) -> list[float]:
     ``main_anytime_train.py``), the density at mega-batch ``i`` (0-based) is ``base ** e_i``
     with exponents ``e_i`` spaced linearly from 1 (20% sparsity, one IMP-style step of 0.8) to
     ``tau = log(1 - target) / log(base)``, so the density shrinks geometrically from 0.8 to
-    ``1 - target``; with ``k = 1`` the one mega-batch is pruned to ``target``. The last value
-    is exactly ``target``.
+    ``1 - target`` (a target below ``1 - base`` holds from the first mega-batch: the schedule
+    never decreases); with ``k = 1`` the one mega-batch is pruned to ``target``. The last
+    value is exactly ``target``.
     """
     check_sparsity(target)
     if not isinstance(k, int) or k < 1:
@@ -230,6 +231,7 @@ def app_sparsities(k: int, target: float, base: float = 0.8) -> list[float]:
     tau = math.log(1.0 - target) / math.log(base)
     if k == 1:
         return [float(target)]
-    out = [1.0 - base ** (1.0 + (tau - 1.0) * i / (k - 1)) for i in range(k)]
+    first = min(1.0, tau)  # a target below 1 - base is kept from the start (never un-prune)
+    out = [1.0 - base ** (first + (tau - first) * i / (k - 1)) for i in range(k)]
     out[-1] = float(target)  # exactly, not up to rounding
     return out

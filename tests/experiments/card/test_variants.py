@@ -41,3 +41,20 @@ def test_every_variant_builds_and_reaches_its_sparsity(tmp_path):
     assert rows["channel 80%"]["params"] < 0.5 * rows["dense"]["params"]
     for v in rows.values():
         assert 0 <= v["test_acc"] <= 1 and v["latency_b1_ms"] > 0 and v["size_bytes"] > 0
+
+
+def test_sup_tickets_and_app_variants_reach_their_sparsity(tmp_path):
+    res = card(
+        **{**TINY, "sparsities": [0.8]},
+        variants=["sup-tickets", "app"],
+        pillars=["accuracy", "efficiency"],
+        rigl_epochs=2,
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "sup-tickets 80%", "app 80%"]
+    for name in ("sup-tickets 80%", "app 80%"):
+        assert rows[name]["weight_sparsity"] == pytest.approx(0.8, abs=0.03), name
+        assert 0 <= rows[name]["test_acc"] <= 1
