@@ -43,7 +43,11 @@ def run(splits: Any, cfg: TrainConfig, method: str, args: argparse.Namespace, su
     dst = create_dst(method, model, args.sparsity, distribution="erk", seed=cfg.seed)
     callbacks: list[Any] = [dst]
     if sup:
-        callbacks.append(SupTickets(dst, args.cycles, fraction=args.fraction))
+        sup_tickets = SupTickets(
+            dst, args.cycles, fraction=args.fraction, high=args.high, low=args.low,
+            explore=args.explore,
+        )  # fmt: skip
+        callbacks.append(sup_tickets)
     start = time.perf_counter()
     trainer = Trainer(
         model, splits.train, cfg, val_data=splits.val, callbacks=callbacks, quiet=True
@@ -62,7 +66,8 @@ def run(splits: Any, cfg: TrainConfig, method: str, args: argparse.Namespace, su
 def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"LeNet-300-100, Fashion-MNIST, sparsity {args.sparsity} (ERK), {args.epochs} epochs, "
-        f"Sup-tickets: {args.cycles} cycles in the last {args.fraction:.0%}",
+        f"Sup-tickets: {args.cycles} cycles in the last {args.fraction:.0%} (lr x{args.high} -> "
+        f"x{args.low}, re-exploration {args.explore})",
         "",
         "| method | seed | base val | base test | sup val | sup test | last-ticket val | "
         "test gain (pts) | time ratio |",
@@ -92,6 +97,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--cycles", type=int, default=3)
     p.add_argument("--fraction", type=float, default=0.25)
+    p.add_argument("--high", type=float, default=0.05, help="cycle lr at its start, x --lr")
+    p.add_argument("--low", type=float, default=0.01, help="cycle lr at its end, x --lr")
+    p.add_argument("--explore", type=float, default=0.5, help="re-exploration per cycle")
+    p.add_argument("--name", default="sup_tickets", help="results file stem")
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--methods", nargs="*", default=["set", "rigl"])
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1])

@@ -57,6 +57,7 @@ SMALL: dict[str, list[str]] = {
         *("1", "--finetune-epochs", "1", "--adv-epochs", "1", "--latency-repeats", "2"),
     ],
     "report": [],
+    "anytime": [*TRAIN, "--megabatches", "2", "--train-subset", "300"],
 }
 #: tour lines that are not ``sparta`` lines and why they are not run here
 NOT_RUN = {"torchrun": "two processes; tests/train/test_distributed.py runs torchrun"}
