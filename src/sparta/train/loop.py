@@ -241,10 +241,16 @@ class Trainer:
             cb.after_step(self)
         return loss, logits
 
+    def schedule_factor(self, step: int, total_steps: int | None = None) -> float:
+        """The config's schedule (kind, warm-up, milestones) at ``step`` of a run of
+        ``total_steps`` (default: this run's)."""
+        total = self.total_steps if total_steps is None else total_steps
+        return lr_factor(step, total, self.config.schedule, *self._schedule_args)
+
     def lr_factor(self, step: int) -> float:
         """The multiplier of the peak learning rate at ``step`` (0-based): the config's
         schedule, then each callback's :meth:`Callback.lr_factor` in list order."""
-        factor = lr_factor(step, self.total_steps, self.config.schedule, *self._schedule_args)
+        factor = self.schedule_factor(step)
         for cb in self.callbacks:
             hook = getattr(cb, "lr_factor", None)  # duck-typed callbacks may lack it
             if hook is not None:

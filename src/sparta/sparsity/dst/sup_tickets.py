@@ -35,7 +35,7 @@ from sparta.sparsity.masks import SUFFIX, masks_of
 from sparta.sparsity.topk import keep_top
 from sparta.train.callbacks import Callback
 from sparta.train.evaluate import evaluate
-from sparta.train.schedule import cycle_plan, cyclic_factor, lr_factor
+from sparta.train.schedule import cycle_plan, cyclic_factor
 
 if TYPE_CHECKING:
     from sparta.sparsity.dst.base import DynamicSparsity
@@ -118,8 +118,7 @@ class SupTickets(Callback):
     def lr_factor(self, trainer: Trainer, step: int, factor: float) -> float:
         """The config's schedule over the steps before the cycles, then the cycles."""
         if step < self.start:
-            cfg = trainer.config
-            return lr_factor(step, self.start, cfg.schedule, *trainer._schedule_args)
+            return trainer.schedule_factor(step, self.start)
         return cyclic_factor(step, self.start, self.length, self.high, self.low)
 
     def cycle_ends(self) -> list[int]:
