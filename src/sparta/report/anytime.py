@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import MaxNLocator
+
 from sparta.io import atomic_write_text
 from sparta.report.figures import plt, save
 from sparta.runs import Run
@@ -44,6 +46,7 @@ def plot_anytime(
         xs = [r["megabatch"] for r in rows]
         ys = [r["test_acc"] for r in rows]
         ax.plot(xs, ys, styles.get(branch, "-"), label=LABELS.get(branch, branch), markersize=4)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("mega-batches seen")
     ax.set_ylabel("test accuracy")
     ax.set_title(title)
