@@ -38,7 +38,7 @@ def train_val_split(
 
 def megabatches(ds: ImageDataset, k: int, seed: int = 0) -> list[ImageDataset]:
     """Split ``ds`` into ``k`` disjoint mega-batches that together cover it: the data stream
-    of anytime learning at macroscale (ALMA; APP, 2204.01640, Sec. 3). A permutation seeded
+    of anytime learning at macroscale (ALMA; APP, 2204.01640). A permutation seeded
     with ``seed`` deals the samples out; sizes differ by at most one; each part keeps the
     original ``indices`` and its sample order."""
     n = len(ds)

@@ -1,15 +1,15 @@
 """Anytime Progressive Pruning (APP; Misra, Runwal, Chen, Wang & Rish, arXiv 2204.01640).
 
-Anytime learning at macroscale (ALMA, Sec. 3): the training data arrive as a sequence of
+Anytime learning at macroscale (ALMA, the paper's setting): the training data arrive as a sequence of
 ``k`` mega-batches (:func:`sparta.data.megabatches`, a seeded disjoint split); after each
 one the learner trains (warm-started from its previous weights: anytime) and is evaluated,
 so the test accuracy after every mega-batch is an *anytime curve*. With replay (the
 reference code's default) mega-batch ``i`` trains on every mega-batch seen so far.
 
-APP (Sec. 4) prunes progressively as the mega-batches arrive: before training on
+APP prunes progressively as the mega-batches arrive: before training on
 mega-batch ``i`` the model is pruned (nested in its current masks) to
 :func:`sparta.sparsity.schedules.app_sparsities`'s ``s_i``, reaching the target at the last
-mega-batch. The baselines (Sec. 5) train on the same stream: ``dense`` (never pruned) and
+mega-batch. The paper's baselines train on the same stream: ``dense`` (never pruned) and
 ``oneshot`` ("Anytime OSP": pruned once, at the target sparsity, before the first
 mega-batch). The reference code prunes with SNIP over the whole network (``--pruner snip
 --scope global``), the defaults here. Each mega-batch trains with a fresh learning-rate

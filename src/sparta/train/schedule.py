@@ -61,8 +61,8 @@ def cyclic_factor(step: int, start: int, length: int, high: float, low: float) -
     """The multiplier at ``step`` (0-based, ``>= start``) of cosine cycles of ``length`` steps
     from ``start``: each cycle anneals from ``high`` at its first step to ``low`` at its last
     (``low + (high - low) / 2 (1 + cos(pi i / (length - 1)))``, ``i`` the step in the cycle),
-    so every cycle ends at the low rate where its ticket is taken (Sup-tickets, 2205.15322,
-    Sec. 3: cheap tickets from cyclic learning rates)."""
+    so every cycle ends at the low rate where its ticket is taken (Sup-tickets, 2205.15322:
+    cheap tickets from cyclic learning rates)."""
     if step < start:
         raise ValueError(f"step {step} is before the first cycle (step {start})")
     i = (step - start) % length
