@@ -14,8 +14,8 @@ epochs, with their own lr decay). Each cycle:
    peak of 0.1, hence the defaults 0.05 and 0.01);
 3. ends in a cheap ticket, taken at the low rate.
 
-Superposition ("CAA", cumulative arithmetic averaging, the default of the reference code): the model at the end of
-the pre-cycle phase is the first ticket; after the c-th cycle the running superposition
+Superposition ("CAA", cumulative arithmetic averaging, the reference code's default): the
+model at the end of the pre-cycle phase is the first ticket; after the c-th cycle the running superposition
 becomes ``(1 - 1/(c+1)) sup + 1/(c+1) ticket_c``, an average over the union of the
 tickets' masks (a weight a ticket lacks counts as zero), and is pruned back by magnitude to
 the budget: each masked layer keeps as many weights as the training model's mask (the DST's
