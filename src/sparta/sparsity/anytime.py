@@ -1,10 +1,10 @@
 """Anytime Progressive Pruning (APP; Misra, Runwal, Chen, Wang & Rish, arXiv 2204.01640).
 
 Anytime learning at macroscale (ALMA, the paper's setting): the training data arrive as a
-sequence of ``k`` mega-batches (:func:`sparta.data.megabatches`, a seeded disjoint split); after each
-one the learner trains (warm-started from its previous weights: anytime) and is evaluated,
-so the test accuracy after every mega-batch is an *anytime curve*. With replay (the
-reference code's default) mega-batch ``i`` trains on every mega-batch seen so far.
+sequence of ``k`` mega-batches (:func:`sparta.data.megabatches`, a seeded disjoint split);
+after each one the learner trains (warm-started from its previous weights: anytime) and is
+evaluated, so the test accuracy after every mega-batch is an *anytime curve*. With replay
+(the reference code's default) mega-batch ``i`` trains on every mega-batch seen so far.
 
 APP prunes progressively as the mega-batches arrive: before training on
 mega-batch ``i`` the model is pruned (nested in its current masks) to

@@ -15,14 +15,13 @@ epochs, with their own lr decay). Each cycle:
 3. ends in a cheap ticket, taken at the low rate.
 
 Superposition ("CAA", cumulative arithmetic averaging, the reference code's default): the
-model at the end of the pre-cycle phase is the first ticket; after the c-th cycle the running superposition
-becomes ``(1 - 1/(c+1)) sup + 1/(c+1) ticket_c``, an average over the union of the
-tickets' masks (a weight a ticket lacks counts as zero), and is pruned back by magnitude to
-the budget: each masked layer keeps as many weights as the training model's mask (the DST's
-per-layer counts, so the distribution, e.g. ERK, is that of the base method). The training
-model itself continues from its own weights; when training ends the model becomes the
-pruned superposition. Everything stays within the base run's epochs.
-"""
+model at the end of the pre-cycle phase is the first ticket; after the c-th cycle the
+running superposition becomes ``(1 - 1/(c+1)) sup + 1/(c+1) ticket_c``, an average over the
+union of the tickets' masks (a weight a ticket lacks counts as zero), and is pruned back by
+magnitude to the budget: each masked layer keeps as many weights as the training model's
+mask (the DST's per-layer counts, so the distribution, e.g. ERK, is that of the base
+method). The training model itself continues from its own weights; when training ends the
+model becomes the pruned superposition. Everything stays within the base run's epochs."""
 
 from __future__ import annotations
 
