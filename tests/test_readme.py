@@ -65,6 +65,7 @@ SMALL: dict[str, list[str]] = {
         *("1", "--steps", "4", "--adv-steps", "1", "--eval-steps", "2", "--fractions", "0.1"),
         *("--seeds", "1", "--batch-size", "64"),
     ],
+    "anytime": [*TRAIN, "--megabatches", "2", "--train-subset", "300"],
 }
 #: tour lines that are not ``sparta`` lines and why they are not run here
 NOT_RUN = {"torchrun": "two processes; tests/train/test_distributed.py runs torchrun"}

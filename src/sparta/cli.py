@@ -44,6 +44,7 @@ COMMANDS = [
     "bip",
     "hydra",
     "double_win",
+    "anytime",
 ]
 
 

@@ -1,5 +1,6 @@
-"""``sparta train`` options for sparse training: DST (``--dst set|rigl``), gradual magnitude
-pruning (``--gmp``) and one-shot pruning at init (``--prune-method``), all at ``--sparsity``.
+"""``sparta train`` options for sparse training: DST (``--dst set|rigl``, with Sup-tickets
+``--sup-tickets N``), gradual magnitude pruning (``--gmp``) and one-shot pruning at init
+(``--prune-method``), all at ``--sparsity``.
 
 Registered as a :class:`~sparta.commands.train.TrainExtension`; importing this module adds
 the flags to ``sparta train``.
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparta.commands.train import EXTENSIONS, TrainExtension, TrainPlan
-from sparta.options import Options, option, require
+from sparta.options import Options, option, require, require_defaults
 from sparta.registry import get_registry
 
 DST_METHODS = ("", *get_registry("dst").aliases())
@@ -44,6 +45,15 @@ class SparseTrainOptions(Options):
     )
     prune_method: str = option(
         "", "one-shot pruning criterion at init (random, magnitude, snip, grasp, synflow, ...)"
+    )
+    sup_tickets: int = option(
+        0, "Sup-tickets with --dst: this many lr cycles at the end, tickets superposed (0: off)"
+    )
+    sup_fraction: float = option(0.2, "Sup-tickets: fraction of training the cycles fill")
+    sup_high: float = option(0.05, "Sup-tickets: cycle lr at its start, times --lr")
+    sup_low: float = option(0.01, "Sup-tickets: cycle lr at its end (the ticket), times --lr")
+    sup_explore: float = option(
+        0.5, "Sup-tickets: fraction of active weights dropped and regrown as each cycle starts"
     )
 
     def __post_init__(self) -> None:
@@ -84,6 +94,16 @@ class SparseTrainOptions(Options):
             "a number in (0, 1) with --dst, --gmp or --prune-method",
         )
         require(not (self.gmp and self.dst), "gmp", self.gmp, "not together with --dst")
+        require(self.sup_tickets >= 0, "sup_tickets", self.sup_tickets, "an integer >= 0")
+        if self.sup_tickets:
+            require(bool(self.dst), "sup_tickets", self.sup_tickets, "0 unless --dst is given")
+            require(0 < self.sup_fraction <= 1, "sup_fraction", self.sup_fraction, "(0, 1]")
+            require(self.sup_high > 0, "sup_high", self.sup_high, "a number > 0")
+            require(0 <= self.sup_low <= self.sup_high, "sup_low", self.sup_low, "[0, sup_high]")
+            require(0 <= self.sup_explore < 1, "sup_explore", self.sup_explore, "[0, 1)")
+        else:
+            names = ("sup_fraction", "sup_high", "sup_low", "sup_explore")
+            require_defaults(self, names, "sup-tickets", ("1", "2", "..."))
         require(not (self.gmp and self.prune_method), "gmp", self.gmp, "not with --prune-method")
         require(
             not (self.dst and self.distribution == "global"),
@@ -128,6 +148,25 @@ def sparse_callbacks(opts: SparseTrainOptions, model: Any, cfg: Any, splits: Any
             seed=cfg.seed,
             scale_init=opts.scale_init,
         )
+        if opts.sup_tickets:
+            import math
+
+            from sparta.sparsity.dst.sup_tickets import SupTickets
+            from sparta.train.schedule import cycle_plan
+
+            # the cycles must fit in the run: checked before its folder is made
+            steps = math.ceil(len(splits.train) / cfg.batch_size) * cfg.epochs
+            cycle_plan(steps, opts.sup_tickets, opts.sup_fraction)
+
+            sup = SupTickets(
+                dst,
+                opts.sup_tickets,
+                fraction=opts.sup_fraction,
+                high=opts.sup_high,
+                low=opts.sup_low,
+                explore=opts.sup_explore,
+            )
+            return [dst, sup]
         return [dst]
     if opts.gmp:
         gmp = GradualPruning(

@@ -6,7 +6,7 @@ from .augment import Compose, HorizontalFlip, RandomCrop, parse_augment
 from .base import DatasetInfo, ImageDataset, iterate
 from .corruptions import CORRUPTIONS, SEVERITIES, corrupt, corrupted
 from .registry import available, info, load, names, register_dataset
-from .splits import train_val_split
+from .splits import megabatches, train_val_split
 from .subsets import class_subset
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "register_dataset",
     "train_val_split",
     "class_subset",
+    "megabatches",
     "RandomCrop",
     "HorizontalFlip",
     "Compose",

@@ -21,6 +21,8 @@ PLOTTERS: dict[str, str] = {
     "unlearn-bench": "sparta.report.unlearn:plot_unlearn_bench_run",
     "backdoor-recover": "sparta.report.triggers:plot_recover_run",
     "backdoor-detect": "sparta.report.trojan:plot_detection_run",
+    "anytime": "sparta.report.anytime:plot_anytime_run",
+    "anytime-unit": "sparta.report.curves:plot_curves_run",
 }
 
 

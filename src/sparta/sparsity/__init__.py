@@ -3,10 +3,12 @@ structure: unstructured, N:M, block, channel; distribution: global, uniform, erk
 one-shot, gradual, iterative with rewinding, dynamic), and export."""
 
 from sparta.sparsity.allocation import DISTRIBUTIONS, allocate, check_distribution, erk, uniform
+from sparta.sparsity.anytime import AnytimeConfig, progressive, run_anytime
 from sparta.sparsity.bip import BiPConfig, BiPHandle, bip
 from sparta.sparsity.channels import channel_masks, channel_scores, prune_channels
 from sparta.sparsity.criteria import criterion_names, register_criterion, score
 from sparta.sparsity.dst import SET, DynamicSparsity, RigL, create_dst
+from sparta.sparsity.dst.sup_tickets import SupTickets
 from sparta.sparsity.export import compact, compact_report, sparse_size_bytes, to_sparse
 from sparta.sparsity.groups import ChannelGroup, channel_groups
 from sparta.sparsity.handle import MaskCallback, SparsityHandle
@@ -25,7 +27,7 @@ from sparta.sparsity.masks import (
 from sparta.sparsity.pools import PoolConfig, PoolResult, pool_run, pool_tickets
 from sparta.sparsity.pruning import prune, select_masks
 from sparta.sparsity.report import format_report, report
-from sparta.sparsity.schedules import GradualPruning, cubic_sparsity
+from sparta.sparsity.schedules import GradualPruning, app_sparsities, cubic_sparsity
 from sparta.sparsity.scores import ScoredModel, init_scores, signed_constant_
 from sparta.sparsity.structures import parse_structure
 from sparta.sparsity.supermask import edge_popup, supermask
@@ -93,4 +95,9 @@ __all__ = [
     "PoolResult",
     "pool_run",
     "pool_tickets",
+    "SupTickets",
+    "app_sparsities",
+    "AnytimeConfig",
+    "progressive",
+    "run_anytime",
 ]

@@ -35,7 +35,14 @@ from sparta.sparsity.topk import check_sparsity
 if TYPE_CHECKING:
     from sparta.train.loop import Trainer
 
-__all__ = ["DISTRIBUTIONS", "GradualPruning", "cosine_decay", "cubic_sparsity", "current_sparsity"]
+__all__ = [
+    "DISTRIBUTIONS",
+    "GradualPruning",
+    "app_sparsities",
+    "cosine_decay",
+    "cubic_sparsity",
+    "current_sparsity",
+]
 
 
 def cubic_sparsity(step: int, s_i: float, s_f: float, t0: int, n: int, dt: int) -> float:
@@ -201,3 +208,30 @@ class GradualPruning(MaskCallback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.target = float(state.get("target", 0.0))
+
+
+def app_sparsities(k: int, target: float, base: float = 0.8) -> list[float]:
+    """APP's sparsity at each of ``k`` mega-batches, reaching ``target`` at the last one.
+
+    As in the reference code of APP (2204.01640; landskape-ai/Progressive-Pruning,
+    ``main_anytime_train.py``), the density at mega-batch ``i`` (0-based) is ``base ** e_i``
+    with exponents ``e_i`` spaced linearly from 1 (20% sparsity, one IMP-style step of 0.8) to
+    ``tau = log(1 - target) / log(base)``, so the density shrinks geometrically from 0.8 to
+    ``1 - target`` (a target below ``1 - base`` holds from the first mega-batch: the schedule
+    never decreases); with ``k = 1`` the one mega-batch is pruned to ``target``. The last
+    value is exactly ``target``.
+    """
+    check_sparsity(target)
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k={k!r} mega-batches is not allowed; expected an integer >= 1")
+    if not 0.0 < base < 1.0:
+        raise ValueError(f"base={base!r} is not allowed; expected a number in (0, 1)")
+    if target == 0.0:
+        return [0.0] * k
+    tau = math.log(1.0 - target) / math.log(base)
+    if k == 1:
+        return [float(target)]
+    first = min(1.0, tau)  # a target below 1 - base is kept from the start (never un-prune)
+    out = [1.0 - base ** (first + (tau - first) * i / (k - 1)) for i in range(k)]
+    out[-1] = float(target)  # exactly, not up to rounding
+    return out

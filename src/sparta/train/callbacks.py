@@ -23,6 +23,12 @@ class Callback:
 
     def on_fit_start(self, trainer: Trainer) -> None: ...
 
+    def lr_factor(self, trainer: Trainer, step: int, factor: float) -> float:
+        """The learning-rate multiplier of the ``step``-th (0-based) optimizer step, given
+        the config schedule's ``factor``; a pure function of the step, so a resumed run
+        needs no state (e.g. Sup-tickets' cyclic phases). Default: ``factor`` unchanged."""
+        return factor
+
     def on_epoch_start(self, trainer: Trainer) -> None: ...
 
     def after_backward(self, trainer: Trainer) -> None: ...

@@ -211,7 +211,7 @@ class Trainer:
         """One optimizer step on a batch: schedule, forward, backward, hooks, step, hooks.
 
         ``weight`` scales the loss that is back-propagated (not the one returned)."""
-        factor = lr_factor(self.step, self.total_steps, self.config.schedule, *self._schedule_args)
+        factor = self.lr_factor(self.step)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
         if self.config.amp:
@@ -240,6 +240,22 @@ class Trainer:
         for cb in self.callbacks:
             cb.after_step(self)
         return loss, logits
+
+    def schedule_factor(self, step: int, total_steps: int | None = None) -> float:
+        """The config's schedule (kind, warm-up, milestones) at ``step`` of a run of
+        ``total_steps`` (default: this run's)."""
+        total = self.total_steps if total_steps is None else total_steps
+        return lr_factor(step, total, self.config.schedule, *self._schedule_args)
+
+    def lr_factor(self, step: int) -> float:
+        """The multiplier of the peak learning rate at ``step`` (0-based): the config's
+        schedule, then each callback's :meth:`Callback.lr_factor` in list order."""
+        factor = self.schedule_factor(step)
+        for cb in self.callbacks:
+            hook = getattr(cb, "lr_factor", None)  # duck-typed callbacks may lack it
+            if hook is not None:
+                factor = hook(self, step, factor)
+        return factor
 
     def end_epoch(self, metrics: dict[str, Any]) -> None:
         """Validate, run epoch-end callbacks, log and checkpoint."""

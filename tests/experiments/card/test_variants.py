@@ -164,3 +164,20 @@ def test_lottery_pool_variant_and_corruption_pillar(tmp_path):
     for v in rows.values():
         assert 0 <= v["corruption_s5_acc"] <= 1 and 0 <= v["corruption_acc"] <= 1
     assert res.card["metrics"]["corruption_contrast_acc"]["pillar"] == "corruption"
+
+
+def test_sup_tickets_and_app_variants_reach_their_sparsity(tmp_path):
+    res = card(
+        **{**TINY, "sparsities": [0.8]},
+        variants=["sup-tickets", "app"],
+        pillars=["accuracy", "efficiency"],
+        rigl_epochs=2,
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "sup-tickets 80%", "app 80%"]
+    for name in ("sup-tickets 80%", "app 80%"):
+        assert rows[name]["weight_sparsity"] == pytest.approx(0.8, abs=0.03), name
+        assert 0 <= rows[name]["test_acc"] <= 1

@@ -410,3 +410,55 @@ def lottery_pool(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
         "ticket_val_acc": s["target_val_acc"],
         "pool_val_acc": s["val_acc"],
     }
+
+
+@VARIANTS.register(
+    "sup-tickets",
+    sparse=True,
+    summary="RigL whose last cycles' tickets are superposed and pruned back (Sup-tickets)",
+)
+def sup_tickets(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """RigL at ``sparsity`` (ERK) for ``rigl_epochs`` (0: ``--epochs``), the same budget as
+    the ``rigl`` variant, with Sup-tickets' 4 cosine cycles in the last 20% of the steps; the
+    model is the superposition pruned back to the budget (2205.15322)."""
+    from sparta.sparsity import create_dst
+    from sparta.sparsity.dst.sup_tickets import SupTickets
+
+    o = ctx.options
+    epochs = o.rigl_epochs or o.epochs
+    model = ctx.fresh(seed)
+    total = max(1, epochs) * _steps_per_epoch(ctx)
+    dst = create_dst(
+        "rigl", model, sparsity, distribution="erk", update_interval=max(1, total // 20), seed=seed
+    )
+    sup = SupTickets(dst, cycles=4)
+    ctx.fit(model, epochs, seed, [dst, sup])
+    return model, {"epochs": epochs, "tickets": sup.count}
+
+
+@VARIANTS.register(
+    "app",
+    sparse=True,
+    summary="anytime progressive pruning over 4 mega-batches of the training set (APP)",
+)
+def app(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """APP (2204.01640): the training set arrives in 4 seeded mega-batches; before each the
+    model is SNIP-pruned further (``app_sparsities``, the target at the last), then trained
+    ``max(1, epochs // 2)`` epochs on every mega-batch so far (warm start)."""
+    from sparta.data import megabatches
+    from sparta.sparsity import SparsityHandle
+    from sparta.sparsity.anytime import branch_sparsities, progressive
+    from sparta.train import Trainer
+
+    k, epochs = 4, max(1, ctx.options.epochs // 2)
+    model = ctx.fresh(seed)
+    parts = megabatches(ctx.splits().train, k, seed=seed)
+    sparsities = branch_sparsities("app", k, sparsity)
+
+    def fit(m: nn.Module, data: Any, i: int) -> None:
+        keep = SparsityHandle(m).callback()  # pruned weights stay zero
+        Trainer(m, data, ctx.train_config(epochs, seed), callbacks=[keep], quiet=True).fit()
+
+    for _ in progressive(model, parts, sparsities, fit):
+        pass
+    return model.eval(), {"megabatches": k, "epochs_per_megabatch": epochs}

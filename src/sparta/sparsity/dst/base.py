@@ -137,10 +137,15 @@ class DynamicSparsity(MaskCallback):
                 scale_by_density(model, self.names)
         self.end_step = 0
         self.updates, self.last_drop_fraction = 0, 0.0
+        #: extra updates: 1-based step -> drop fraction, also after ``end_step`` (set by
+        #: :class:`~sparta.sparsity.dst.sup_tickets.SupTickets` at each cycle's start)
+        self.explore: dict[int, float] = {}
 
     # ------------------------------------------------------------------ schedule
     def is_update(self, step: int) -> bool:
         """Whether the ``step``-th optimizer step (1-based) updates the topology."""
+        if step in self.explore:
+            return True
         return 0 < step <= self.end_step and step % self.interval == 0
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -175,8 +180,9 @@ class DynamicSparsity(MaskCallback):
     def update(
         self, model: nn.Module, step: int, optimizer: torch.optim.Optimizer | None = None
     ) -> None:
-        """Drop and regrow ``floor(nnz z_t)`` connections in every masked layer."""
-        fraction = cosine_decay(step, self.drop_fraction, self.end_step)
+        """Drop and regrow ``floor(nnz z_t)`` connections in every masked layer (``z_t`` is
+        ``explore[step]`` at an extra update)."""
+        fraction = self.explore.get(step, cosine_decay(step, self.drop_fraction, self.end_step))
         params, masks = dict(model.named_parameters()), masks_of(model)
         drops = {n: int(int(masks[n].sum()) * fraction) for n in self.names}
         if any(drops.values()):  # drop by magnitude: the pruner's selection, per layer
