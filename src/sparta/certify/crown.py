@@ -31,11 +31,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+from sparta.certify import patches
 from sparta.certify.domain import InputDomain
 from sparta.certify.graph import Graph, Interval, MaxPoolOp, ReLUOp, unsupported
+from sparta.certify.patches import Patches
 
 ROW_BUDGET = 2**25  # floats per backward chunk of intermediate rows (128 MiB in float32)
 ALPHA_STEPS, ALPHA_LR, ALPHA_DECAY = 20, 0.5, 0.98
+PATCHES = True  # patches mode for the rows of feature maps (False: dense, for comparison)
 
 
 def relu_relaxation(
@@ -81,8 +84,8 @@ def _dot(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def _maxpool_back(
-    op: MaxPoolOp, a: torch.Tensor, bounds: Interval, in_shape: tuple
-) -> tuple[torch.Tensor, torch.Tensor]:
+    op: MaxPoolOp, a: torch.Tensor | Patches, bounds: Interval, in_shape: tuple
+) -> tuple[torch.Tensor | Patches, torch.Tensor]:
     m = op.m
     ks, st = m.kernel_size, m.stride if m.stride else m.kernel_size
     if m.padding not in (0, (0, 0)) or m.dilation not in (1, (1, 1)) or ks != st or m.ceil_mode:
@@ -93,11 +96,19 @@ def _maxpool_back(
     max_lo, idx = F.max_pool2d(lo, ks, st, return_indices=True)
     others = up.flatten(2).scatter(2, idx.flatten(2), float("-inf")).view_as(up)
     max_other = F.max_pool2d(others, ks, st)
-    exact = (max_lo >= max_other).to(a.dtype)
+    exact = (max_lo >= max_other).to(lo.dtype)
     max_up = F.max_pool2d(up, ks, st)
+    if isinstance(a, Patches):
+        exact_w = a.windows(exact)
+        neg = a.k.clamp(max=0)
+        coef = a.k.clamp(min=0) + neg * exact_w
+        bias = (neg * (1 - exact_w) * a.windows(max_up)).flatten(2).sum(-1)
+        onehot = torch.zeros_like(lo).flatten(2).scatter(2, idx.flatten(2), 1.0).view_as(lo)
+        pair = torch.nn.modules.utils._pair
+        return patches.maxpool_back(a, coef, onehot, pair(st), in_shape), bias
     pos, neg = a.clamp(min=0), a.clamp(max=0)
     coef = (pos + neg * exact).flatten(3)  # (S, B, C, Ho*Wo)
-    s, b = a.shape[:2]
+    s, b = coef.shape[:2]
     a_in = torch.zeros(
         (s, b, in_shape[0], in_shape[1] * in_shape[2]), dtype=a.dtype, device=a.device
     )
@@ -109,23 +120,26 @@ def _maxpool_back(
 def backward(
     graph: Graph,
     start: str,
-    a: torch.Tensor,
+    a: torch.Tensor | Patches,
     bounds: dict[str, Interval],
     alphas: dict[str, torch.Tensor] | None = None,
     record: dict[str, torch.Tensor] | None = None,
     frontier: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, str]:
+) -> tuple[torch.Tensor | Patches, torch.Tensor, str]:
     """Push ``a`` (rows, B, *shape of ``start``) back: ``(A, bias, node)`` with ``A`` the
     coefficients on ``node``, the input (or, with ``frontier``, the first node that is an
     elementwise affine image of the input, e.g. Normalize's output, whose box is exact).
 
+    ``a`` may be :class:`~sparta.certify.patches.Patches` (patches mode, for the rows of a
+    feature map): it stays patches through convs, elementwise ops, ReLUs and MaxPools and turns
+    dense at any other op; ``A`` is then patches too, or dense (its batch dim may be 1).
     ``bounds`` holds the pre-activation bounds of every ReLU/MaxPool input; ``alphas`` maps a
     ReLU name to lower slopes broadcastable to ``(rows, B, *shape)``; ``record`` receives the
-    coefficients on each ReLU's output (for branching scores).
+    (dense) coefficients on each ReLU's output (for branching scores).
     """
-    rows, batch = a.shape[:2]
-    acc: dict[str, torch.Tensor] = {start: a}
-    bias = torch.zeros((rows, batch), dtype=a.dtype, device=a.device)
+    k = a.k if isinstance(a, Patches) else a
+    acc: dict[str, torch.Tensor | Patches] = {start: a}
+    bias = torch.zeros(k.shape[:2], dtype=k.dtype, device=k.device)
     for node in reversed(graph.nodes):
         if node.name not in acc:
             continue
@@ -134,7 +148,13 @@ def backward(
         if op is None or (frontier and node.diag and not acc):
             return a, bias, node.name
         in_shape = graph.by_name[node.inputs[0]].shape
-        if op.kind == "affine":
+        if isinstance(a, Patches) and not patches.keeps(op):
+            a = a.dense()
+        if op.kind == "affine" and isinstance(a, Patches):
+            a_in, b = patches.affine_back(a, op, in_shape)
+            outs, bias = [a_in], bias if b is None else bias + b
+        elif op.kind == "affine":
+            rows, batch = a.shape[:2]
             a_in = op.back(a.reshape(rows * batch, *node.shape)).view(rows, batch, *in_shape)
             b = op.bias()
             if b is not None:
@@ -145,19 +165,27 @@ def backward(
             alpha = None if alphas is None else alphas.get(node.name)
             lower_d, upper_d, upper_b, exact_b = relaxation(op, lo, up, alpha)  # type: ignore[arg-type]
             if record is not None:
-                record[node.name] = a
-            neg = a.clamp(max=0)  # pos * lower_d + neg * upper_d, with one temporary
-            outs = [a * lower_d + neg * (upper_d - lower_d)]
-            bias = bias + _dot(neg, upper_b)
-            if exact_b is not None:
-                bias = bias + _dot(a, exact_b)
+                record[node.name] = patches.to_dense(a)
+            if isinstance(a, Patches):  # the relaxation on each row's window
+                neg = a.k.clamp(max=0)
+                k = a.k * a.windows(lower_d) + neg * a.windows(upper_d - lower_d)
+                outs = [Patches(k, a.oh, a.ow, a.shape)]
+                bias = bias + (neg * a.windows(upper_b)).flatten(2).sum(-1)
+                if exact_b is not None:
+                    bias = bias + a.dot(exact_b)
+            else:
+                neg = a.clamp(max=0)  # pos * lower_d + neg * upper_d, with one temporary
+                outs = [a * lower_d + neg * (upper_d - lower_d)]
+                bias = bias + _dot(neg, upper_b)
+                if exact_b is not None:
+                    bias = bias + _dot(a, exact_b)
         elif op.kind == "maxpool":
             a_in, b = _maxpool_back(op, a, bounds[node.inputs[0]], in_shape)  # type: ignore[arg-type]
             outs, bias = [a_in], bias + b
         else:  # add
             outs = [a, a]
         for name, a_in in zip(node.inputs, outs, strict=True):
-            acc[name] = acc[name] + a_in if name in acc else a_in
+            acc[name] = patches.add(acc[name], a_in) if name in acc else a_in
     raise RuntimeError(f"node {start!r} is not connected to the input")
 
 
@@ -189,14 +217,20 @@ def refine(
         return known
     widest = max(math.prod(nd.shape) for nd in graph.nodes)
     chunk = max(1, ROW_BUDGET // (2 * batch * widest))
+    use_patches = PATCHES and len(lo.shape) == 4
+    if use_patches:  # rows of a feature map (Xu et al. 2020, App. A): per-row windows
+        chunk = max(1, ROW_BUDGET // (2 * batch * patches.widest_window(graph, name)))
     lows, ups = [], []
     for i in range(0, n, chunk):
         part = idx[i : i + chunk]
         c = part.numel()
-        eye = torch.zeros((c, numel), dtype=lo.dtype, device=lo.device)
-        eye[torch.arange(c, device=lo.device), part] = 1
-        rows = torch.cat([eye, -eye]).unsqueeze(1).expand(2 * c, batch, numel)
-        a = rows.reshape(2 * c, batch, *lo.shape[1:])
+        if use_patches:
+            a: torch.Tensor | Patches = Patches.unit(part, tuple(lo.shape[1:]), lo.dtype)
+        else:
+            eye = torch.zeros((c, numel), dtype=lo.dtype, device=lo.device)
+            eye[torch.arange(c, device=lo.device), part] = 1
+            rows = torch.cat([eye, -eye]).unsqueeze(1).expand(2 * c, batch, numel)
+            a = rows.reshape(2 * c, batch, *lo.shape[1:])
         linf = domain.norm == "linf" and graph.input.name in bounds
         low, _ = concretize(graph, domain, backward(graph, name, a, bounds, frontier=linf), bounds)
         lows.append(low[:c].t())
@@ -265,6 +299,14 @@ def concretize(
     """Minimum of a linear bound over the domain; at a frontier node (Linf only) over its
     exact box ``bounds[node]``."""
     a, bias, name = found
+    if isinstance(a, Patches):
+        if domain.norm == "linf" and not point:
+            box = bounds[name] if name != graph.input.name else domain.box()
+            return patches.concretize_linf(a, bias, box), None
+        a = a.dense()
+    batch = domain.x.shape[0]
+    if a.shape[1] != batch:  # patches made dense before any per-example op
+        a, bias = a.expand(-1, batch, *a.shape[2:]), bias.expand(-1, batch)
     if name == graph.input.name or domain.norm != "linf":
         return domain.concretize(a, bias, point)
     return domain.concretize(a, bias, point, box=bounds[name])
