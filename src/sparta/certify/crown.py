@@ -200,6 +200,19 @@ def unstable_index(
     return found.nonzero().squeeze(1)
 
 
+def _feeds_maxpool(graph: Graph, name: str) -> str | None:
+    """ "maxpool" when a MaxPool reads node ``name``, "relu" when one reads a ReLU of it: then
+    the pool's relaxation uses the bounds of every neuron (of every non-dead one after a ReLU),
+    stable ones too, as auto_LiRPA's, so CROWN must tighten them all (not only the unstable)."""
+    users = [n for n in graph.nodes if name in n.inputs and n.op is not None]
+    if any(n.op.kind == "maxpool" for n in users):  # type: ignore[union-attr]
+        return "maxpool"
+    for relu in (n for n in users if n.op.kind == "relu"):  # type: ignore[union-attr]
+        if any(relu.name in n.inputs and n.op.kind == "maxpool" for n in graph.nodes[1:]):  # type: ignore[union-attr]
+            return "relu"
+    return None
+
+
 def refine(
     graph: Graph,
     domain: InputDomain,
@@ -211,6 +224,9 @@ def refine(
     """CROWN bounds of node ``name`` on neurons ``idx`` (default: unstable ones, grafted neurons
     excepted), ∩ ``known``."""
     lo, up = known
+    if idx is None and _feeds_maxpool(graph, name):  # every bound matters to the pool's
+        idx = ((up > 0) if _feeds_maxpool(graph, name) == "relu" else up == up).flatten(1).any(0)
+        idx = idx.nonzero().squeeze(1)  # relaxation, not only the unstable neurons'
     idx = unstable_index(lo, up, graph.linear_neurons(name)) if idx is None else idx
     n, batch, numel = idx.numel(), lo.shape[0], lo[0].numel()
     if n == 0:
