@@ -38,9 +38,8 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from sparta.certify.crown import backward, intermediate_bounds, output_bounds
+from sparta.certify.crown import backward, intermediate_bounds, output_bounds, pool_decided
 from sparta.certify.domain import InputDomain
 from sparta.certify.graph import Graph, Interval
 from sparta.certify.ibp import interval, spec_matrix
@@ -212,10 +211,7 @@ class BaB:
         for node in self.graph.nodes[1:]:
             if node.op.kind == "maxpool":  # type: ignore[union-attr]
                 lo, up = (t[None] for t in d.ref[node.inputs[0]])
-                ks = node.op.m.kernel_size  # type: ignore[union-attr]
-                max_lo, idx = F.max_pool2d(lo, ks, return_indices=True)
-                others = up.flatten(2).scatter(2, idx.flatten(2), float("-inf")).view_as(up)
-                if (max_lo < F.max_pool2d(others, ks)).any():
+                if not pool_decided(node.op, lo, up).all():  # type: ignore[arg-type]
                     return False
         return True
 

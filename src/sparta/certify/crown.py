@@ -200,17 +200,38 @@ def unstable_index(
     return found.nonzero().squeeze(1)
 
 
-def _feeds_maxpool(graph: Graph, name: str) -> str | None:
-    """ "maxpool" when a MaxPool reads node ``name``, "relu" when one reads a ReLU of it: then
-    the pool's relaxation uses the bounds of every neuron (of every non-dead one after a ReLU),
-    stable ones too, as auto_LiRPA's, so CROWN must tighten them all (not only the unstable)."""
+def pool_decided(op: MaxPoolOp, lo: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """(B, C, Ho, Wo) bool: the window's maximum is one input (its lower bound is no smaller
+    than every other upper bound), where the MaxPool relaxation is exact."""
+    ks = op.m.kernel_size
+    max_lo, idx = F.max_pool2d(lo, ks, return_indices=True)
+    others = up.flatten(2).scatter(2, idx.flatten(2), float("-inf")).view_as(up)
+    return max_lo >= F.max_pool2d(others, ks)
+
+
+def _pool_index(graph: Graph, name: str, lo: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """(per-example numel) bool: neurons of ``name`` whose bounds a MaxPool's relaxation reads
+    (directly or after a ReLU; not dead ones then) in a window it does not yet decide. Their
+    bounds matter even when they are stable (auto_LiRPA's sparse rows skip them, which makes its
+    pool bounds looser and batch-dependent), so CROWN tightens them too."""
+    need = torch.zeros(lo.shape[1:], dtype=torch.bool, device=lo.device)
     users = [n for n in graph.nodes if name in n.inputs and n.op is not None]
-    if any(n.op.kind == "maxpool" for n in users):  # type: ignore[union-attr]
-        return "maxpool"
-    for relu in (n for n in users if n.op.kind == "relu"):  # type: ignore[union-attr]
-        if any(relu.name in n.inputs and n.op.kind == "maxpool" for n in graph.nodes[1:]):  # type: ignore[union-attr]
-            return "relu"
-    return None
+    for user in users:
+        reads = [(user, (lo, up))] if user.op.kind == "maxpool" else []  # type: ignore[union-attr]
+        if user.op.kind == "relu":  # type: ignore[union-attr]
+            after = user.op.interval((lo, up))  # type: ignore[union-attr]
+            reads = [(n, after) for n in graph.nodes[1:] if user.name in n.inputs]
+        for pool, (p_lo, p_up) in reads:
+            if pool.op.kind != "maxpool":  # type: ignore[union-attr]
+                continue
+            open_ = ~pool_decided(pool.op, p_lo, p_up)  # type: ignore[arg-type]
+            ks = torch.nn.modules.utils._pair(pool.op.m.kernel_size)  # type: ignore[union-attr]
+            open_ = open_.repeat_interleave(ks[0], -2).repeat_interleave(ks[1], -1)
+            h, w = lo.shape[-2:]
+            open_ = F.pad(open_, (0, w - open_.shape[-1], 0, h - open_.shape[-2]))
+            alive = p_up > 0 if user.op.kind == "relu" else True  # type: ignore[union-attr]
+            need |= (open_ & alive).any(0)
+    return need
 
 
 def refine(
@@ -224,10 +245,12 @@ def refine(
     """CROWN bounds of node ``name`` on neurons ``idx`` (default: unstable ones, grafted neurons
     excepted), ∩ ``known``."""
     lo, up = known
-    if idx is None and _feeds_maxpool(graph, name):  # every bound matters to the pool's
-        idx = ((up > 0) if _feeds_maxpool(graph, name) == "relu" else up == up).flatten(1).any(0)
-        idx = idx.nonzero().squeeze(1)  # relaxation, not only the unstable neurons'
-    idx = unstable_index(lo, up, graph.linear_neurons(name)) if idx is None else idx
+    if idx is None:
+        idx = unstable_index(lo, up, graph.linear_neurons(name))
+        if lo.dim() == 4 and any(n.op.kind == "maxpool" for n in graph.nodes[1:]):  # type: ignore[union-attr]
+            need = _pool_index(graph, name, lo, up).flatten()
+            need[idx] = True
+            idx = need.nonzero().squeeze(1)
     n, batch, numel = idx.numel(), lo.shape[0], lo[0].numel()
     if n == 0:
         return known
