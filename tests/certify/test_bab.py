@@ -116,3 +116,41 @@ def test_verified_accuracy_takes_a_torch_dataset_or_loader(kind):
     ref = verified_accuracy(model, ds, 0.01, method="crown", n=12, batch_size=8)
     got = verified_accuracy(model, torch_form(ds, kind), 0.01, method="crown", n=12, batch_size=8)
     assert {k: got[k] for k in STATUS_KEYS} == {k: ref[k] for k in STATUS_KEYS}
+
+
+def pool_net(seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """2 pixels -> 1x1 conv (8 maps) -> ReLU -> MaxPool over the 2 pixels -> 12 -> 3."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 1), nn.ReLU(), nn.MaxPool2d((1, 2)), nn.Flatten(),
+        nn.Linear(8, 12), nn.ReLU(), nn.Linear(12, 3),
+    ).eval()  # fmt: skip
+    x = torch.rand(1, 1, 1, 2)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+@pytest.mark.parametrize("seed", [4, 26, 28])
+def test_bab_lp_finish_on_maxpool_nets_is_sound_and_closes_leaves(seed, monkeypatch):
+    from sparta.certify.bab import BaB
+
+    model, x, y = pool_net(seed)
+    leaves = []
+    leaf = BaB._leaf
+
+    def spy(self, *args):
+        found = leaf(self, *args)
+        leaves.append(found[0])
+        return found
+
+    monkeypatch.setattr(BaB, "_leaf", spy)
+    res = verify(model, x, y, EPS, method="bab", timeout=20)
+    truth = grid_min_margin(lambda p: model(p.view(-1, 1, 1, 2)), x.view(1, 2), y, EPS)
+    assert not bounds(model, x, EPS, method="crown", y=y).verified[0]
+    if truth < -1e-3:  # a counterexample exists: never "verified"
+        assert res.status[0] in ("falsified", "unknown")
+    if res.status[0] == "falsified":
+        assert model(res.counterexamples[0]).argmax(1) != y
+    if seed == 28:  # margin 0.004 > 0: leaves with MaxPool are closed by the LP
+        assert truth > 0 and "verified" in leaves

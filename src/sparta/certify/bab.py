@@ -29,17 +29,23 @@ the split constraints that intermediate bounds would otherwise have to: 2103.066
 enter only through the intermediate bounds). The slopes start from CROWN's on every
 sub-problem (no warm start from the parent's, whose rows differ per batch).
 
-The relaxation's bound of a leaf can stay negative even when all its ReLUs are decided (CROWN
-ignores the split constraints on the input; beta-CROWN enforces them only at its optimum).
-Such a leaf is closed exactly by a linear program (SciPy HiGHS): with every ReLU fixed the
-network is affine on the leaf, the leaf is a polytope (the box and one sign constraint per
-neuron), and the LP's minimiser is a counterexample candidate checked by a forward pass. This
-makes BaB complete for ReLU networks without MaxPool under Linf; otherwise such a leaf is
+The relaxation ignores the split constraints on the input (beta-CROWN enforces them only at its
+optimum), so a domain whose ReLUs are all decided can still have a negative bound. Such a leaf is
+closed exactly by a linear program (SciPy HiGHS): with every ReLU fixed the network is affine on
+the leaf, the leaf is a polytope (the box and one sign constraint per neuron), and the LP's
+minimiser is a counterexample candidate checked by a forward pass. This makes BaB complete for
+ReLU networks under Linf. With MaxPool the leaf's constraints and objective are CROWN's linear
+lower bounds of the (signed) pre-activations and margins on the leaf: the LP's polytope contains
+the leaf, so a positive minimum still verifies it (sound), and where every pool window's maximum
+is decided by the leaf's bounds (one input's lower bound beats the others' upper bounds) they
+are exact, so the LP decides the leaf; a leaf with an undecided window that the LP neither
+verifies nor falsifies stays "unknown" (MaxPool windows are not branched on). Other norms:
 "unknown". An LP minimum must exceed ``LP_TOL`` to count as verified (solver tolerances).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -50,6 +56,7 @@ from sparta.certify.crown import (
     intermediate_bounds,
     optimize_bounds,
     output_bounds,
+    pool_decided,
 )
 from sparta.certify.domain import InputDomain
 from sparta.certify.graph import Graph, Interval
@@ -61,6 +68,7 @@ LP_TOL = 1e-5
 # of the time (0.48 s vs 2.0 s of CPU; plain CROWN: 0.18 s), so BaB branches more per second
 BAB_STEPS = 5
 BOUNDS = ("beta-crown", "alpha-crown", "crown")  # sub-problem bounds, tightest first
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -230,7 +238,7 @@ class BaB:
         from scipy.optimize import linprog
 
         graph = self.graph
-        if self.norm != "linf" or any(n.op.kind == "maxpool" for n in graph.nodes[1:]):
+        if self.norm != "linf":
             return "unknown", None
         dom = InputDomain(x, self.eps, self.norm)
         box = dom.box()
@@ -239,13 +247,15 @@ class BaB:
         for relu in graph.relus():
             name = relu.inputs[0]
             lo, up = (t.flatten() for t in d.ref[name])
-            eye = torch.eye(lo.numel(), dtype=x.dtype, device=x.device).unsqueeze(1)
+            sign = torch.where(lo >= 0, -1.0, 1.0).to(x.dtype)  # active: -z <= 0; inactive: z <= 0
+            eye = torch.diag(sign).unsqueeze(1)
+            # the linear lower bound L(x) <= sign * z: the LP's constraint L(x) <= 0 is implied by
+            # sign * z <= 0, and equals it when every MaxPool window is decided (below)
             a, b, _ = backward(graph, name, eye.reshape(lo.numel(), 1, *d.ref[name][0].shape), bnds)
-            sign = torch.where(lo >= 0, -1.0, 1.0)  # active: -z <= 0; inactive: z <= 0
             linear = relu.op.grafted(relu.shape)  # type: ignore[union-attr]
             keep = slice(None) if linear is None else ~linear.flatten()  # grafted: no constraint
-            rows.append((sign[:, None] * a.flatten(1))[keep])
-            rhs.append((-sign * b[:, 0])[keep])
+            rows.append(a.flatten(1)[keep])
+            rhs.append((-b[:, 0])[keep])
         k = graph.by_name[graph.output].shape[0]
         a_out, b_out, _ = backward(graph, graph.output, _margin_rows(y, k, 1, x.device), bnds)
         rows, rhs = [r for r in rows if len(r)], [r for r in rhs if len(r)]
@@ -264,8 +274,20 @@ class BaB:
                 point = torch.minimum(torch.maximum(point, box[0]), box[1])
                 if self._falsify(point, y) is not None:
                     return "falsified", point
+                if not self._pools_decided(d):
+                    _log.info("BaB leaf unknown: a MaxPool window's maximum is undecided there")
                 return "unknown", None
         return "verified", None
+
+    def _pools_decided(self, d: _Domain) -> bool:
+        """Every MaxPool window's maximum is one input on the leaf (its lower bound beats every
+        other upper bound): the network is then affine on the leaf and the LP exact."""
+        for node in self.graph.nodes[1:]:
+            if node.op.kind == "maxpool":  # type: ignore[union-attr]
+                lo, up = (t[None] for t in d.ref[node.inputs[0]])
+                if not pool_decided(node.op, lo, up).all():  # type: ignore[arg-type]
+                    return False
+        return True
 
     @torch.no_grad()
     def run(

@@ -54,14 +54,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sparta.certify import patches
 from sparta.certify.domain import InputDomain
 from sparta.certify.graph import Graph, Interval, MaxPoolOp, ReLUOp, unsupported
+from sparta.certify.patches import Patches
 
 ROW_BUDGET = 2**25  # floats per backward chunk of intermediate rows (128 MiB in float32)
 # auto_LiRPA's optimize_bound_args defaults (optimized_bounds.py): iteration, lr_alpha,
 # lr_decay, lr_beta
 ALPHA_STEPS, ALPHA_LR, ALPHA_DECAY, BETA_LR = 20, 0.5, 0.98, 0.05
 WARM_LR = 0.01  # alpha-beta-CROWN's BaB lr_alpha for warm-started slopes (with lr_beta 0.05)
+PATCHES = True  # patches mode for the rows of feature maps (False: dense, for comparison)
 
 
 def relu_relaxation(
@@ -110,8 +113,8 @@ def _dot(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def _maxpool_back(
-    op: MaxPoolOp, a: torch.Tensor, bounds: Interval, in_shape: tuple
-) -> tuple[torch.Tensor, torch.Tensor]:
+    op: MaxPoolOp, a: torch.Tensor | Patches, bounds: Interval, in_shape: tuple
+) -> tuple[torch.Tensor | Patches, torch.Tensor]:
     m = op.m
     ks, st = m.kernel_size, m.stride if m.stride else m.kernel_size
     if m.padding not in (0, (0, 0)) or m.dilation not in (1, (1, 1)) or ks != st or m.ceil_mode:
@@ -122,11 +125,19 @@ def _maxpool_back(
     max_lo, idx = F.max_pool2d(lo, ks, st, return_indices=True)
     others = up.flatten(2).scatter(2, idx.flatten(2), float("-inf")).view_as(up)
     max_other = F.max_pool2d(others, ks, st)
-    exact = (max_lo >= max_other).to(a.dtype)
+    exact = (max_lo >= max_other).to(lo.dtype)
     max_up = F.max_pool2d(up, ks, st)
+    if isinstance(a, Patches):
+        exact_w = a.windows(exact)
+        neg = a.k.clamp(max=0)
+        coef = a.k.clamp(min=0) + neg * exact_w
+        bias = (neg * (1 - exact_w) * a.windows(max_up)).flatten(2).sum(-1)
+        onehot = torch.zeros_like(lo).flatten(2).scatter(2, idx.flatten(2), 1.0).view_as(lo)
+        pair = torch.nn.modules.utils._pair
+        return patches.maxpool_back(a, coef, onehot, pair(st), in_shape), bias
     pos, neg = a.clamp(min=0), a.clamp(max=0)
     coef = (pos + neg * exact).flatten(3)  # (S, B, C, Ho*Wo)
-    s, b = a.shape[:2]
+    s, b = coef.shape[:2]
     a_in = torch.zeros(
         (s, b, in_shape[0], in_shape[1] * in_shape[2]), dtype=a.dtype, device=a.device
     )
@@ -138,28 +149,31 @@ def _maxpool_back(
 def backward(
     graph: Graph,
     start: str,
-    a: torch.Tensor,
+    a: torch.Tensor | Patches,
     bounds: dict[str, Interval],
     alphas: dict[str, torch.Tensor] | None = None,
     record: dict[str, torch.Tensor] | None = None,
     frontier: bool = False,
     betas: dict[str, torch.Tensor] | None = None,
     splits: dict[str, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, str]:
+) -> tuple[torch.Tensor | Patches, torch.Tensor, str]:
     """Push ``a`` (rows, B, *shape of ``start``) back: ``(A, bias, node)`` with ``A`` the
     coefficients on ``node``, the input (or, with ``frontier``, the first node that is an
     elementwise affine image of the input, e.g. Normalize's output, whose box is exact).
 
+    ``a`` may be :class:`~sparta.certify.patches.Patches` (patches mode, for the rows of a
+    feature map): it stays patches through convs, elementwise ops, ReLUs and MaxPools and turns
+    dense at any other op; ``A`` is then patches too, or dense (its batch dim may be 1).
     ``bounds`` holds the pre-activation bounds of every ReLU/MaxPool input; ``alphas`` maps a
     ReLU name to lower slopes broadcastable to ``(rows, B, *shape)``; ``record`` receives the
-    coefficients on each ReLU's output (for branching scores). ``splits`` maps a ReLU name to
-    the split signs of its input (B, *shape; +1 active, -1 inactive, 0 not split) and ``betas``
-    to their multipliers (>= 0, broadcastable to ``(rows, B, *shape)``): beta-CROWN's term
+    (dense) coefficients on each ReLU's output (for branching scores). ``splits`` maps a ReLU
+    name to the split signs of its input (B, *shape; +1 active, -1 inactive, 0 not split) and
+    ``betas`` to their multipliers (>= 0, broadcastable to ``(rows, B, *shape)``): beta-CROWN's term
     ``-beta * s`` on the pre-activation's coefficients (2103.06624 Sec. 3.1).
     """
-    rows, batch = a.shape[:2]
-    acc: dict[str, torch.Tensor] = {start: a}
-    bias = torch.zeros((rows, batch), dtype=a.dtype, device=a.device)
+    k = a.k if isinstance(a, Patches) else a
+    acc: dict[str, torch.Tensor | Patches] = {start: a}
+    bias = torch.zeros(k.shape[:2], dtype=k.dtype, device=k.device)
     for node in reversed(graph.nodes):
         if node.name not in acc:
             continue
@@ -168,7 +182,13 @@ def backward(
         if op is None or (frontier and node.diag and not acc):
             return a, bias, node.name
         in_shape = graph.by_name[node.inputs[0]].shape
-        if op.kind == "affine":
+        if isinstance(a, Patches) and not patches.keeps(op):
+            a = a.dense()
+        if op.kind == "affine" and isinstance(a, Patches):
+            a_in, b = patches.affine_back(a, op, in_shape)
+            outs, bias = [a_in], bias if b is None else bias + b
+        elif op.kind == "affine":
+            rows, batch = a.shape[:2]
             a_in = op.back(a.reshape(rows * batch, *node.shape)).view(rows, batch, *in_shape)
             b = op.bias()
             if b is not None:
@@ -179,22 +199,33 @@ def backward(
             alpha = None if alphas is None else alphas.get(node.name)
             lower_d, upper_d, upper_b, exact_b = relaxation(op, lo, up, alpha)  # type: ignore[arg-type]
             if record is not None:
-                record[node.name] = a
-            neg = a.clamp(max=0)  # pos * lower_d + neg * upper_d, with one temporary
-            a_in = a * lower_d + neg * (upper_d - lower_d)
-            if betas is not None and splits is not None and node.name in betas:
-                a_in = a_in - betas[node.name] * splits[node.name]
-            outs = [a_in]
-            bias = bias + _dot(neg, upper_b)
-            if exact_b is not None:
-                bias = bias + _dot(a, exact_b)
+                record[node.name] = patches.to_dense(a)
+            beta = None if betas is None or splits is None else betas.get(node.name)
+            if isinstance(a, Patches) and beta is not None:
+                a = patches.to_dense(a)  # beta-CROWN's split term is a dense map
+            if isinstance(a, Patches):  # the relaxation on each row's window
+                neg = a.k.clamp(max=0)
+                k = a.k * a.windows(lower_d) + neg * a.windows(upper_d - lower_d)
+                outs = [Patches(k, a.oh, a.ow, a.shape)]
+                bias = bias + (neg * a.windows(upper_b)).flatten(2).sum(-1)
+                if exact_b is not None:
+                    bias = bias + a.dot(exact_b)
+            else:
+                neg = a.clamp(max=0)  # pos * lower_d + neg * upper_d, with one temporary
+                a_in = a * lower_d + neg * (upper_d - lower_d)
+                if beta is not None:
+                    a_in = a_in - beta * splits[node.name]  # type: ignore[index]
+                outs = [a_in]
+                bias = bias + _dot(neg, upper_b)
+                if exact_b is not None:
+                    bias = bias + _dot(a, exact_b)
         elif op.kind == "maxpool":
             a_in, b = _maxpool_back(op, a, bounds[node.inputs[0]], in_shape)  # type: ignore[arg-type]
             outs, bias = [a_in], bias + b
         else:  # add
             outs = [a, a]
         for name, a_in in zip(node.inputs, outs, strict=True):
-            acc[name] = acc[name] + a_in if name in acc else a_in
+            acc[name] = patches.add(acc[name], a_in) if name in acc else a_in
     raise RuntimeError(f"node {start!r} is not connected to the input")
 
 
@@ -207,6 +238,40 @@ def unstable_index(
     if linear is not None:
         found = found & ~linear.flatten()
     return found.nonzero().squeeze(1)
+
+
+def pool_decided(op: MaxPoolOp, lo: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """(B, C, Ho, Wo) bool: the window's maximum is one input (its lower bound is no smaller
+    than every other upper bound), where the MaxPool relaxation is exact."""
+    ks = op.m.kernel_size
+    max_lo, idx = F.max_pool2d(lo, ks, return_indices=True)
+    others = up.flatten(2).scatter(2, idx.flatten(2), float("-inf")).view_as(up)
+    return max_lo >= F.max_pool2d(others, ks)
+
+
+def _pool_index(graph: Graph, name: str, lo: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """(per-example numel) bool: neurons of ``name`` whose bounds a MaxPool's relaxation reads
+    (directly or after a ReLU; not dead ones then) in a window it does not yet decide. Their
+    bounds matter even when they are stable (auto_LiRPA's sparse rows skip them, which makes its
+    pool bounds looser and batch-dependent), so CROWN tightens them too."""
+    need = torch.zeros(lo.shape[1:], dtype=torch.bool, device=lo.device)
+    users = [n for n in graph.nodes if name in n.inputs and n.op is not None]
+    for user in users:
+        reads = [(user, (lo, up))] if user.op.kind == "maxpool" else []  # type: ignore[union-attr]
+        if user.op.kind == "relu":  # type: ignore[union-attr]
+            after = user.op.interval((lo, up))  # type: ignore[union-attr]
+            reads = [(n, after) for n in graph.nodes[1:] if user.name in n.inputs]
+        for pool, (p_lo, p_up) in reads:
+            if pool.op.kind != "maxpool":  # type: ignore[union-attr]
+                continue
+            open_ = ~pool_decided(pool.op, p_lo, p_up)  # type: ignore[arg-type]
+            ks = torch.nn.modules.utils._pair(pool.op.m.kernel_size)  # type: ignore[union-attr]
+            open_ = open_.repeat_interleave(ks[0], -2).repeat_interleave(ks[1], -1)
+            h, w = lo.shape[-2:]
+            open_ = F.pad(open_, (0, w - open_.shape[-1], 0, h - open_.shape[-2]))
+            alive = p_up > 0 if user.op.kind == "relu" else True  # type: ignore[union-attr]
+            need |= (open_ & alive).any(0)
+    return need
 
 
 def refine(
@@ -225,12 +290,20 @@ def refine(
     the lower-bound rows of ``idx``, then its upper-bound rows) and ``splits`` as in
     :func:`backward`."""
     lo, up = known
-    idx = unstable_index(lo, up, graph.linear_neurons(name)) if idx is None else idx
+    if idx is None:
+        idx = unstable_index(lo, up, graph.linear_neurons(name))
+        if lo.dim() == 4 and any(n.op.kind == "maxpool" for n in graph.nodes[1:]):  # type: ignore[union-attr]
+            need = _pool_index(graph, name, lo, up).flatten()
+            need[idx] = True
+            idx = need.nonzero().squeeze(1)
     n, batch, numel = idx.numel(), lo.shape[0], lo[0].numel()
     if n == 0:
         return known
     widest = max(math.prod(nd.shape) for nd in graph.nodes)
     chunk = max(1, ROW_BUDGET // (2 * batch * widest))
+    use_patches = PATCHES and len(lo.shape) == 4
+    if use_patches:  # rows of a feature map (Xu et al. 2020, App. A): per-row windows
+        chunk = max(1, ROW_BUDGET // (2 * batch * patches.widest_window(graph, name)))
     lows, ups = [], []
 
     def rows_of(found: dict[str, torch.Tensor] | None, i: int, c: int) -> dict | None:
@@ -241,10 +314,13 @@ def refine(
     for i in range(0, n, chunk):
         part = idx[i : i + chunk]
         c = part.numel()
-        eye = torch.zeros((c, numel), dtype=lo.dtype, device=lo.device)
-        eye[torch.arange(c, device=lo.device), part] = 1
-        rows = torch.cat([eye, -eye]).unsqueeze(1).expand(2 * c, batch, numel)
-        a = rows.reshape(2 * c, batch, *lo.shape[1:])
+        if use_patches:
+            a: torch.Tensor | Patches = Patches.unit(part, tuple(lo.shape[1:]), lo.dtype)
+        else:
+            eye = torch.zeros((c, numel), dtype=lo.dtype, device=lo.device)
+            eye[torch.arange(c, device=lo.device), part] = 1
+            rows = torch.cat([eye, -eye]).unsqueeze(1).expand(2 * c, batch, numel)
+            a = rows.reshape(2 * c, batch, *lo.shape[1:])
         linf = domain.norm == "linf" and graph.input.name in bounds
         al, be = rows_of(alphas, i, c), rows_of(betas, i, c)
         found = backward(graph, name, a, bounds, al, frontier=linf, betas=be, splits=splits)
@@ -341,6 +417,14 @@ def concretize(
     """Minimum of a linear bound over the domain; at a frontier node (Linf only) over its
     exact box ``bounds[node]``."""
     a, bias, name = found
+    if isinstance(a, Patches):
+        if domain.norm == "linf" and not point:
+            box = bounds[name] if name != graph.input.name else domain.box()
+            return patches.concretize_linf(a, bias, box), None
+        a = a.dense()
+    batch = domain.x.shape[0]
+    if a.shape[1] != batch:  # patches made dense before any per-example op
+        a, bias = a.expand(-1, batch, *a.shape[2:]), bias.expand(-1, batch)
     if name == graph.input.name or domain.norm != "linf":
         return domain.concretize(a, bias, point)
     return domain.concretize(a, bias, point, box=bounds[name])

@@ -1,0 +1,132 @@
+"""Patches-mode CROWN: equal to the dense back-substitution, sound, batch-independent."""
+
+import pytest
+import torch
+from torch import nn
+
+from sparta.certify import bounds, crown
+from sparta.certify.graph import trace
+from sparta.certify.patches import Patches, widest_window
+from sparta.models import Normalize
+
+from .helpers import check_sound, pgd_extremes, randomize_bn, samples, small_model
+
+EPS = 0.02
+
+
+class Block(nn.Module):
+    """conv-BN-ReLU-conv-BN plus the input: a residual join of two patch windows."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.c2, self.b2 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + x)
+
+
+def odd_convs() -> nn.Module:
+    """Stride 2, dilation 2, groups 2, no bias, BN, residual, MaxPool 2 and 3."""
+    return nn.Sequential(
+        Normalize([0.5, 0.4], [0.3, 0.2]),
+        nn.Conv2d(2, 4, 3, stride=2, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, bias=False),
+        nn.ReLU(),
+        Block(4),
+        nn.Conv2d(4, 6, 2),
+        nn.ReLU(),
+        nn.MaxPool2d(3),
+        nn.Conv2d(6, 6, 1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6, 5),
+    )
+
+
+def nets():
+    torch.manual_seed(0)
+    odd = randomize_bn(odd_convs().eval())
+    x = torch.rand(3, 2, 20, 20)
+    return {
+        "conv": (*small_model("conv2", (1, 12, 12), 0.1), None),
+        "conv+pool": (*small_model("lenet5", (1, 16, 16), 0.5), None),
+        "bn+residual": (*small_model("resnet20", (1, 12, 12), 0.25), None),
+        "strides+groups": (odd, None, (x, torch.tensor([0, 1, 2]))),
+    }
+
+
+NETS = nets()
+
+
+def problem(name: str):
+    model, ds, xy = NETS[name]
+    return (model, *(xy if xy is not None else (ds.x[:3], ds.y[:3])))
+
+
+def crown_bounds(model, x, y, use_patches: bool, monkeypatch):
+    monkeypatch.setattr(crown, "PATCHES", use_patches)
+    return bounds(model, x, EPS, method="crown", y=y)
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_patches_equal_dense_crown(name, monkeypatch):
+    model, x, y = problem(name)
+    found = {p: crown_bounds(model, x, y, p, monkeypatch) for p in (True, False)}
+    p, d = found[True], found[False]
+    for a, b in ((p.lower, d.lower), (p.upper, d.upper), (p.margin_lower, d.margin_lower)):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0), float((a - b).abs().max())
+    for k, (lo, up) in p.preact.items():
+        assert torch.allclose(lo, d.preact[k][0], atol=1e-5, rtol=0), k
+        assert torch.allclose(up, d.preact[k][1], atol=1e-5, rtol=0), k
+    assert (p.upper - p.lower).min() > 0  # not a degenerate problem
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_patches_bounds_are_sound(name, monkeypatch):
+    model, x, y = problem(name)
+    b = crown_bounds(model, x, y, True, monkeypatch)
+    check_sound(model, samples(x, EPS, 400, seed=2), y, b)
+    check_sound(model, pgd_extremes(model, x, EPS, steps=5), y, b)
+
+
+def test_patches_are_used_on_feature_maps(monkeypatch):
+    """The rows of a conv output start as 1x1 windows and stay patches through conv/ReLU/pool
+    (the receptive field of LeNet-5's conv2 on 28x28 is 14x14 input pixels, not 28x28)."""
+    model, ds = small_model("lenet5", (1, 28, 28), 0.5)
+    graph = trace(model, (1, 28, 28))
+    assert widest_window(graph, "conv2") < 3 * 28 * 28  # 3 channels of conv1, 10x10 window
+    seen = []
+    original = Patches.windows
+
+    def spy(self, t):
+        seen.append(self.size)
+        return original(self, t)
+
+    monkeypatch.setattr(Patches, "windows", spy)
+    bounds(model, ds.x[:2], EPS, method="crown")
+    assert (10, 10) in seen  # relu1's window of a conv2 row: (5 - 1) * 2 + 2 = 10
+
+
+def test_unit_rows_and_dense_round_trip():
+    idx = torch.tensor([0, 5, 13])  # (c, h, w) = (0,0,0), (0,1,1), (1,0,1) of a (2, 3, 4) map
+    p = Patches.unit(idx, (2, 3, 4), torch.float32)
+    eye = torch.eye(24)[idx]
+    assert torch.equal(p.dense().reshape(6, 24), torch.cat([eye, -eye]))
+    t = torch.arange(24.0).view(1, 2, 3, 4)
+    assert torch.equal(p.windows(t)[:3, 0, :, 0, 0], torch.tensor([[0.0, 12], [5, 17], [1, 13]]))
+    assert torch.equal(p.dot(t), torch.tensor([[0.0], [5], [13], [0], [-5], [-13]]))
+
+
+def test_pool_bounds_do_not_depend_on_the_batch():
+    """A MaxPool's relaxation reads the bounds of stable neurons too, so every neuron feeding
+    it is tightened, whatever the other examples of the batch (auto_LiRPA's sparse rows
+    depend on them)."""
+    model, x, y = problem("conv+pool")
+    together = bounds(model, x, EPS, method="crown", y=y).margin_lower
+    alone = torch.cat([bounds(model, x[i : i + 1], EPS, method="crown", y=y[i : i + 1]).margin_lower
+                       for i in range(len(y))])  # fmt: skip
+    assert torch.allclose(together, alone, atol=1e-5, rtol=0)
