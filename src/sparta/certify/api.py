@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -87,8 +88,15 @@ def bounds(
     :class:`~sparta.certify.graph.UnsupportedLayerError` naming a layer the method cannot bound.
     """
     method = check_method(method)
-    domain = InputDomain(x, eps, norm)
     graph = trace(model, tuple(x.shape[1:]), method)
+    chunk = alpha_chunk(graph) if method == "alpha-crown" else len(x)
+    if len(x) > chunk:  # alpha-CROWN's autograd graph grows with the batch: bound in chunks
+        parts = [
+            bounds(model, x[i : i + chunk], eps, norm, method, _part(y, i, chunk), alpha_steps)
+            for i in range(0, len(x), chunk)
+        ]
+        return _concat(parts)
+    domain = InputDomain(x, eps, norm)
     if y is not None:
         y = y.to(x.device).long()
     ibp = interval(graph, domain)
@@ -112,6 +120,46 @@ def bounds(
         margin = torch.maximum(margin, low[2 * k :].t())
     preact = {n.name: inter[n.inputs[0]] for n in graph.relus()}
     return Bounds(lo, up, margin, preact, y, _grafted(graph))
+
+
+#: floats that alpha-CROWN's autograd graph may hold per chunk of images, worst case (2 GiB)
+ALPHA_BUDGET = 2**29
+
+
+def alpha_chunk(graph: Graph) -> int:
+    """How many images alpha-CROWN bounds at once: its worst case keeps two rows per ReLU
+    neuron (the intermediate slopes' lower and upper rows), each as wide as every node before
+    it, under autograd, so LeNet-5 at batch 100 would need about 20 GB. The slopes of one
+    image never see another's, so chunking changes no image's bound beyond which neurons of
+    the others' also get rows."""
+    widths = [math.prod(n.shape) for n in graph.nodes]
+    per_image = sum(
+        2 * math.prod(n.shape) * sum(widths[:i])
+        for i, n in enumerate(graph.nodes)
+        if n in graph.relus()
+    )
+    return max(1, ALPHA_BUDGET // max(1, per_image))
+
+
+def _part(y: torch.Tensor | None, i: int, n: int) -> torch.Tensor | None:
+    return None if y is None else y[i : i + n]
+
+
+def _concat(parts: list[Bounds]) -> Bounds:
+    first = parts[0]
+    cat = partial(torch.cat, dim=0)
+    margins = [p.margin_lower for p in parts]
+    return Bounds(
+        cat([p.lower for p in parts]),
+        cat([p.upper for p in parts]),
+        None if first.margin_lower is None else cat(margins),  # type: ignore[arg-type]
+        {
+            k: (cat([p.preact[k][0] for p in parts]), cat([p.preact[k][1] for p in parts]))
+            for k in first.preact
+        },
+        None if first.y is None else cat([p.y for p in parts]),  # type: ignore[misc]
+        first.grafted,
+    )
 
 
 for _name, _summary in (
