@@ -67,6 +67,28 @@ class Run:
         return run
 
     @classmethod
+    def open(
+        cls,
+        config: dict[str, Any],
+        command: str,
+        root: str | os.PathLike = DEFAULT_ROOT,
+        name: str | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        allowed: tuple[str, ...] = (),
+    ) -> Run:
+        """:meth:`create`, but a resumed folder made with other options (any key of ``config``
+        outside ``allowed`` whose recorded value differs) is refused with a ValueError."""
+        from sparta.options import check_unchanged
+
+        name = name or f"{command}-{config_hash(config)}"
+        path = Path(root) / name
+        if resume and (path / "config.yaml").is_file():
+            recorded = cls(path).read_config()
+            check_unchanged(path, recorded, config, allowed, "use another --name or --overwrite")
+        return cls.create(config, command, root, name, resume, overwrite)
+
+    @classmethod
     def from_checkpoint(
         cls,
         path: str | os.PathLike,

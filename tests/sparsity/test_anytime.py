@@ -101,7 +101,7 @@ def test_run_writes_curves_and_refuses_other_options_on_resume(tmp_path):
     accs = [r["test_acc"] for r in s["curves"]["app"]]
     assert s["test_acc"] == accs[-1] and s["cer"] == pytest.approx(sum(1 - a for a in accs))
     assert s["anytime_acc"] == pytest.approx(sum(accs) / 3) and "dense_cer" in s
-    with pytest.raises(ValueError, match="sparsity=0.8"):
+    with pytest.raises(ValueError, match=r"--sparsity 0.9 \(recorded: 0.8\)"):
         run_anytime(
             TrainConfig(**CFG), AnytimeConfig(megabatches=3, sparsity=0.9), root=tmp_path,
             name="a", resume=True,

@@ -204,26 +204,6 @@ def _unit(
     return summary
 
 
-def _open_run(
-    config: dict[str, Any], root: str | os.PathLike, name: str | None, resume: bool, overwrite: bool
-) -> Run:
-    """Create the run folder; on resume, refuse a folder made with other options."""
-    from sparta.runs import config_hash
-
-    path = Path(root) / (name or f"anytime-{config_hash(config)}")
-    if resume and (path / "config.yaml").is_file():
-        old = Run(path).read_config()
-        for key, value in config.items():
-            if key != "baselines" and old.get(key, value) != value:
-                raise ValueError(
-                    f"run folder {path} was made with {key}={old[key]!r}, not {value!r}; "
-                    "use another --name or --overwrite"
-                )
-    return Run.create(
-        config, "anytime", root=root, name=path.name, resume=resume, overwrite=overwrite
-    )
-
-
 def run_anytime(
     config: TrainConfig,
     options: AnytimeConfig,
@@ -248,7 +228,8 @@ def run_anytime(
             "training samples"
         )
     parts = megabatches(splits.train, k, seed=config.seed)
-    run = _open_run({**config.to_dict(), **options.to_dict()}, root, name, resume, overwrite)
+    full = {**config.to_dict(), **options.to_dict()}
+    run = Run.open(full, "anytime", root, name, resume, overwrite, allowed=("baselines",))
     curves: dict[str, list[dict[str, Any]]] = {}
     final: nn.Module | None = None
     bar = progress.bar(total=k * len(options.branches), desc="anytime", quiet=quiet)

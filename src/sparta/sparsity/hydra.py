@@ -231,27 +231,6 @@ def score_phase(
     return scored, history
 
 
-def _open_run(
-    config: dict[str, Any],
-    root: str | os.PathLike,
-    name: str | None,
-    resume: bool,
-    overwrite: bool,
-    command: str,
-) -> Run:
-    """Create the run folder; on resume, refuse a folder made with other options."""
-    from sparta.runs import config_hash
-
-    name = name or f"{command}-{config_hash(config)}"
-    path = os.path.join(root, name)
-    if resume and os.path.isfile(os.path.join(path, "config.yaml")):
-        from sparta.options import check_unchanged
-
-        recorded = Run(path).read_config()
-        check_unchanged(path, recorded, config, hint="use another --name or --overwrite")
-    return Run.create(config, command, root=root, name=name, resume=resume, overwrite=overwrite)
-
-
 def hydra(
     model: nn.Module,
     config: TrainConfig | dict[str, Any],
@@ -285,7 +264,7 @@ def hydra(
     splits = load_splits(cfg) if splits is None else splits
     extra = {**opts.to_dict(), **(extra_config or {})}
     full = {**cfg.to_dict(), **extra}
-    run = _open_run(full, root, name, resume, overwrite, command)
+    run = Run.open(full, command, root, name, resume, overwrite)
     score_dir = run.path / "score"
     done = score_dir / "summary.json"
     if done.is_file():  # a finished score phase: read its pruned model back
