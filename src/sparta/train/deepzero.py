@@ -284,7 +284,7 @@ class DeepZero:
             return 0
         gx, gy = _class_balanced(data, self.grasp_per_class, self.seed, x, y)
         scores, queries = zo_grasp_scores(
-            model, gx.to(x.device), gy.to(x.device), self.mu, self.grasp_q, self.seed
+            model, gx.to(x.device, x.dtype), gy.to(x.device), self.mu, self.grasp_q, self.seed
         )
         self.ratios = layer_ratios(scores, self.sparsity)
         log.info(
