@@ -334,16 +334,22 @@ class DeepZero:
         sizes = [len(coords[n]) for n in names]
         theta = torch.cat([params[n].detach().flatten()[coords[n].to(x.device)] for n in names])
 
+        batched = sequential_layers(model) is not None  # no batch norm to update per copy
+
         def f(z: torch.Tensor) -> torch.Tensor:  # (M, 1, D) -> (M, 1)
-            out = []
-            for row in z[:, 0]:
-                new = {}
-                for n, part in zip(names, row.split(sizes), strict=True):
-                    flat = params[n].detach().flatten().clone()
-                    flat[coords[n].to(x.device)] = part
-                    new[n] = flat.view_as(params[n])
-                out.append(self.loss(functional_call(model, new, (x,)), y).mean())
-            return torch.stack(out).view(-1, 1)
+            m, new = len(z), {}
+            for n, part in zip(names, z[:, 0].split(sizes, dim=1), strict=True):
+                flat = params[n].detach().flatten().expand(m, -1).clone()
+                flat[:, coords[n].to(x.device)] = part
+                new[n] = flat.view(m, *params[n].shape)
+            if batched:  # all M perturbed models in one vmap call
+                logits = vmap(lambda p: functional_call(model, p, (x,)))(new)
+                return self.loss(logits.flatten(0, 1), y.repeat(m)).view(m, -1).mean(1, True)
+            out = [
+                self.loss(functional_call(model, {n: v[i] for n, v in new.items()}, (x,)), y)
+                for i in range(m)
+            ]
+            return torch.stack([o.mean() for o in out]).view(-1, 1)
 
         gen = torch.Generator().manual_seed(_mix(self.seed, step, 7))
         est = rge(share.wrap(f, fx), theta[None], self.q, self.mu, gen, fx=fx, batch=self.batch)
