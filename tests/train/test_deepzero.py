@@ -328,3 +328,18 @@ def test_two_gloo_processes_give_the_one_process_weights_exactly(tmp_path):
     torch.manual_seed(0)
     init = models.create("lenet300", dataset=sdata.info("digits"), width=0.1).state_dict()
     assert max((a[k] - init[k]).abs().max().item() for k in a) > 1e-3
+
+
+def test_batched_rge_equals_one_forward_per_direction():
+    data = synthetic()
+    model = small_conv(data.info)
+    x, y = data.x[:8].double(), data.y[:8]
+    a = DeepZero("rge", q=6, sparsity=0.5, ratios="uniform", batch=4, seed=3)
+    a.step(model, x, y, step=2)  # the sequential model: vmap over the perturbed copies
+    ga = torch.cat([p.grad.flatten() for p in model.parameters()])
+    wrapped = Wrapped(model)
+    b = DeepZero("rge", q=6, sparsity=0.5, ratios="uniform", batch=4, seed=3)
+    b.step(wrapped, x, y, step=2)  # not sequential: one functional forward per direction
+    gb = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert wrapped.calls == 7
+    assert torch.allclose(ga, gb, atol=1e-10) and ga.abs().sum() > 0
