@@ -22,9 +22,9 @@ The paper's pieces, each switchable so that its effect can be measured:
 
 Every query (one loss evaluation at one parameter vector on the batch) is counted:
 :attr:`DeepZero.queries` after each step (the trainer logs it per step in metrics.jsonl).
-Constants from the paper and its reference code: ``mu = 5e-3``, 90% gradient sparsity,
-the mask reshuffled every 5 epochs, ZO-GraSP from 25 examples per class and 192 RGE
-directions (Sec. 4 and 6).
+Constants from the paper (Sec. 4: 90% gradient sparsity) and its reference code's defaults
+(OPTML-Group/DeepZero: ``mu = 5e-3``, the mask reshuffled every 5 epochs, ZO-GraSP from 25
+examples per class and 192 RGE directions, lr 0.1 with SGD momentum 0.9 and cosine).
 """
 
 from __future__ import annotations
