@@ -235,8 +235,9 @@ class DeepZero:
             logits = model(x)
         fx_vec = self.loss(logits, y).mean().view(1)  # one query: the base value
         queries += 1
-        buffers = {n: b.clone() for n, b in model.named_buffers()}  # perturbed forwards
-        coords = self.coordinates(model, epoch)  # must not move running statistics
+        # the perturbed forwards must not move running statistics: restored below
+        buffers = {n: b.clone() for n, b in model.named_buffers()}
+        coords = self.coordinates(model, epoch)
         share = _Share(dist)
         if self.estimator == "cge":
             grads = self._cge(model, params, coords, layers, acts, x, y, fx_vec, share)
