@@ -300,6 +300,9 @@ def main() -> None:
         "n_val": len(splits.val),
         "n_test": len(splits.test),
     }
+    if (out / "deepzero.json").is_file() and "training" not in args.parts:
+        # a later part joins the earlier parts' results (e.g. --parts dense-lr)
+        res = {**json.loads((out / "deepzero.json").read_text()), "model": res["model"]}
 
     def save() -> None:
         (out / "deepzero.json").write_text(json.dumps(res, indent=2))
@@ -363,6 +366,17 @@ def main() -> None:
             # each run's schedule spans the steps the budget buys; it stops at the budget
             runs.append(zo_run(name, init, splits, args, budget, steps, obj, lr))
             save()
+    if "dense-lr" in args.parts:
+        # dense CGE estimates the full gradient: also at backprop's validated lr (its
+        # training row above uses DeepZero's), same query budget
+        print("dense CGE at the backprop lr", flush=True)
+        budget, lr = res["training"][0]["queries"], res["lr"]["backprop"]
+        d = models.count_params(init)
+        obj = DeepZero("cge", mu=args.mu, sparsity=0.0, seed=args.seed)
+        name = f"dense CGE (no sparsity), lr {lr}"
+        row = zo_run(name, init, splits, args, budget, max(1, budget // (d + 1)), obj, lr)
+        res["training"] = [r for r in res["training"] if r["run"] != name] + [row]
+        save()
     if "timing" in args.parts:
         print("timing", flush=True)
         res["timing"] = timing(init, splits, args)
