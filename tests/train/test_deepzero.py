@@ -246,7 +246,7 @@ def test_zo_training_never_calls_backward_and_still_learns(monkeypatch):
     )  # fmt: skip
     obj = DeepZero("cge", sparsity=0.5, ratios="uniform")
     history = Trainer(model, data, cfg, objective=obj, quiet=True).fit()
-    assert history[-1]["train_acc"] > 0.5 > history[0]["train_acc"] - 0.2
+    assert history[-1]["train_acc"] > 0.5  # 10 classes: chance is 0.1
     assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.3
     steps = 13  # ceil(400 / 32)
     assert history[0]["queries"] == obj.total_queries // 4 == steps * obj.queries
