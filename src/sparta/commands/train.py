@@ -42,6 +42,7 @@ EXTENSION_MODULES = (
     "sparta.commands.cert_train",
     "sparta.commands.poison_train",
     "sparta.commands.supermask_train",
+    "sparta.commands.zo_train",
 )
 
 
@@ -132,7 +133,11 @@ class Train(Command):
         )
         if result.run is None:
             return 0
-        plot = plot_learning_curves(result.run.path) if result.history else None
+        import torch.distributed as tdist
+
+        # only the writing rank plots: another may finish before metrics.jsonl is complete
+        main = not (tdist.is_available() and tdist.is_initialized() and tdist.get_rank() > 0)
+        plot = plot_learning_curves(result.run.path) if result.history and main else None
         s = result.summary
         print(
             f"test_acc={s['test_acc']:.4f} ({cfg.model} on {cfg.dataset}, {s['epochs']} epochs, "

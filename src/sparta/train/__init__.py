@@ -3,6 +3,7 @@
 from sparta.train.api import Splits, TrainResult, load_splits, train
 from sparta.train.callbacks import BestCheckpoint, Callback, EarlyStopping, TensorBoardLogger
 from sparta.train.config import TrainConfig
+from sparta.train.deepzero import DeepZero
 from sparta.train.evaluate import eval_mode, evaluate, evaluate_corruptions, frozen, predict
 from sparta.train.loop import Trainer, make_optimizer
 from sparta.train.objectives import (
@@ -18,6 +19,7 @@ __all__ = [
     "BestCheckpoint",
     "Callback",
     "CrossEntropy",
+    "DeepZero",
     "EarlyStopping",
     "Objective",
     "Splits",

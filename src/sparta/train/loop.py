@@ -88,6 +88,9 @@ class Trainer:
         self.objective = objective or create_objective(
             "standard", label_smoothing=config.label_smoothing
         )
+        #: a zeroth-order objective (DeepZero) fills ``p.grad`` from forward passes itself:
+        #: no backward, no DDP, and every rank sees the whole batch (its queries are split)
+        self.zeroth_order = bool(getattr(self.objective, "zeroth_order", False))
         self.callbacks = list(callbacks)
         self.run, self.dist = run, dist_info or DistInfo()
         self.optimizer = optimizer or make_optimizer(self.model, config)
@@ -117,7 +120,7 @@ class Trainer:
         fwd = model
         if self.config.compile:
             fwd = torch.compile(fwd)
-        if self.dist.enabled:
+        if self.dist.enabled and not self.zeroth_order:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -158,16 +161,18 @@ class Trainer:
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
-        seen = 0
+        seen = queries = 0
         start = time.perf_counter()
+        # ZO training splits a step's queries over the ranks, not its batch
+        rank, world = (0, 1) if self.zeroth_order else (self.dist.rank, self.dist.world_size)
         batches = iterate(
             self.train_data.x,
             self.train_data.y,
             cfg.batch_size,
             shuffle=True,
             generator=g,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
+            rank=rank,
+            world_size=world,
         )
         bar = progress.bar(
             batches,
@@ -175,7 +180,7 @@ class Trainer:
             desc=f"epoch {self.epoch + 1}",
             quiet=self.quiet or not self.is_main,
         )
-        n, world = len(self.train_data), self.dist.world_size
+        n = len(self.train_data)
         for i, (x, y) in enumerate(bar):
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
@@ -188,13 +193,15 @@ class Trainer:
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
+            if self.zeroth_order:
+                queries += self.objective.queries
         if not torch.isfinite(loss_sum):
             raise FloatingPointError(
                 f"training loss became {float(loss_sum)} in epoch {self.epoch + 1}; lower the "
                 f"learning rate (lr={cfg.lr}) or set grad_clip"
             )
         self.epoch += 1
-        return {
+        metrics = {
             "epoch": self.epoch,
             "step": self.step,
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -204,6 +211,9 @@ class Trainer:
             self.train_acc_key: int(correct) / max(seen, 1),
             "epoch_time_s": time.perf_counter() - start,
         }
+        if self.zeroth_order:
+            metrics.update(queries=queries, total_queries=self.objective.total_queries)
+        return metrics
 
     def train_step(
         self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0
@@ -214,6 +224,8 @@ class Trainer:
         factor = self.lr_factor(self.step)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
+        if self.zeroth_order:
+            return self.zo_step(x, y)
         if self.config.amp:
             with torch.autocast(self.device.type):
                 loss, logits = self.objective(self._forward, x, y)
@@ -237,6 +249,40 @@ class Trainer:
         else:
             self.optimizer.step()
         self.step += 1
+        for cb in self.callbacks:
+            cb.after_step(self)
+        return loss, logits
+
+    def zo_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A zeroth-order step: the objective writes its gradient estimate into ``p.grad``
+        from forward passes only, then the usual hooks and optimizer step; the step's exact
+        query count goes to metrics.jsonl (one record per step)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.train()
+        loss, logits = self.objective.step(
+            self.model,
+            x,
+            y,
+            epoch=self.epoch,
+            step=self.step,
+            data=self.train_data,
+            dist=self.dist,
+        )
+        for cb in self.callbacks:
+            cb.after_backward(self)
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        if self.run is not None and self.is_main:
+            self.run.log(
+                {
+                    "epoch": self.epoch + 1,
+                    "step": self.step,
+                    "queries": self.objective.queries,
+                    "loss": float(loss),
+                }
+            )
         for cb in self.callbacks:
             cb.after_step(self)
         return loss, logits

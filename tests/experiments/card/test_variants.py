@@ -181,3 +181,21 @@ def test_sup_tickets_and_app_variants_reach_their_sparsity(tmp_path):
     for name in ("sup-tickets 80%", "app 80%"):
         assert rows[name]["weight_sparsity"] == pytest.approx(0.8, abs=0.03), name
         assert 0 <= rows[name]["test_acc"] <= 1
+
+
+def test_deepzero_variant_trains_a_dense_model_from_loss_values(tmp_path):
+    res = card(
+        **{**TINY, "train_subset": 200},
+        variants=["deepzero"],
+        pillars=["accuracy", "efficiency"],
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "deepzero"]
+    assert rows["deepzero"]["weight_sparsity"] == 0.0  # the mask thins gradients, not weights
+    assert 0 <= rows["deepzero"]["test_acc"] <= 1
+    found = list((tmp_path / "c" / "cells").rglob("*.json"))
+    text = " ".join(f.read_text() for f in found if "deepzero" in str(f))
+    assert '"queries"' in text

@@ -64,6 +64,9 @@ class CardOptions(Options):
     rigl_epochs: int = option(0, "rigl: epochs from scratch (0: --epochs)")
     adv_epochs: int = option(2, "pgd-at / pgd-at-gmp: PGD-AT epochs from the dense model")
     adv_steps: int = option(5, "PGD steps while adversarially training")
+    zo_epochs: int = option(
+        1, "deepzero: epochs of zeroth-order training from scratch (slow: ~1e3 queries a step)"
+    )
     # pillar options
     eps: float = option(0.1, "robustness: L-inf budget in pixel units")
     suite: str = option("fast", "robustness: attack suite, fast or standard", choices=SUITES)
@@ -136,6 +139,7 @@ class CardOptions(Options):
             require(0 <= getattr(self, name) <= 1, name, getattr(self, name), "a number in [0, 1]")
         require(self.suite in SUITES, "suite", self.suite, f"one of {SUITES}")
         require(self.executor in EXECUTORS, "executor", self.executor, f"one of {EXECUTORS}")
+        require(self.zo_epochs >= 1, "zo_epochs", self.zo_epochs, "an integer >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()

@@ -462,3 +462,21 @@ def app(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     for _ in progressive(model, parts, sparsities, fit):
         pass
     return model.eval(), {"megabatches": k, "epochs_per_megabatch": epochs}
+
+
+@VARIANTS.register(
+    "deepzero",
+    sparse=False,
+    summary="trained from scratch from loss values only (DeepZero: sparse CGE, ZO-GraSP)",
+)
+def deepzero(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """DeepZero (2310.02025): a fresh model trained ``zo_epochs`` with zeroth-order SGD
+    (sparse CGE at the paper's 90% gradient sparsity, ZO-GraSP layer ratios, feature reuse).
+    The coordinate mask thins the *gradient* only, so the model is dense (``sparse=False``)."""
+    from sparta.train.deepzero import DeepZero
+
+    epochs = ctx.options.zo_epochs
+    model = ctx.fresh(seed)
+    objective = DeepZero("cge", seed=seed)
+    ctx.fit(model, epochs, seed, objective=objective)
+    return model, {"epochs": epochs, "queries": objective.total_queries}
