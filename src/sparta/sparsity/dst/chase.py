@@ -1,32 +1,38 @@
 """Chase (Yin et al., NeurIPS 2023, arXiv 2305.19454): channel-aware dynamic sparse training.
 
-Unstructured DST silently concentrates its sparsity in some channels (paper Sec. 3: up to
-60% of the channels are far sparser than the rest). Chase turns that into channel sparsity
-during one sparse run, and here the model **physically shrinks** as it trains:
+Unstructured DST silently concentrates its sparsity in some channels (the paper's
+observation: up to 60% of the channels are far sparser than the rest). Chase turns that
+into channel sparsity during one sparse run, and here the model **physically shrinks** as
+it trains:
 
-1. The unstructured part is RigL (the paper builds on GraNet/RigL's gradient regrowth,
-   Sec. 4): every ``update_interval`` steps drop the smallest active weights and regrow
+1. The unstructured part is RigL (the paper's method builds on GraNet/RigL's gradient
+   regrowth): every ``update_interval`` steps drop the smallest active weights and regrow
    as many where the dense gradient is largest, with RigL's cosine drop fraction.
-2. Channel score: the **unmasked mean magnitude** (UMM, Sec. 3) of each channel, the L1
-   norm of its kept weights divided by the number of weights the channel has (masked ones
-   included), summed over the producers of a channel group (residual streams are one
-   group, :mod:`sparta.sparsity.groups`). A channel that DST has made sparse has a small
-   UMM: the "amenable" channels.
-3. Gradual channel removal (Sec. 4.1): at the topology updates between ``channel_start``
-   and ``channel_end`` (fractions of training; the last update before ``channel_end``
-   completes it when no update falls on it) the fraction of removed channels follows
-   the cubic schedule of gradual magnitude pruning (Zhu & Gupta 2017, used by GraNet and
-   Chase) from 0 to ``channel_sparsity``; the channels with the smallest UMM go, ranked
-   over all groups after dividing by their group's mean UMM (:func:`select_channels`'s
-   ``global``), each group keeping at least one channel. The removal is physical
-   (:func:`sparta.sparsity.export.shrink`): layers, masks, gradients and optimizer state
-   are cut to the kept channels, so every later step is cheaper.
-4. Parameter budget (Sec. 4.2, "soft memory bound"): the active weights that leave with
-   the removed channels are regrown, where the dense gradient is largest, in the
-   remaining channels; first each layer gets back what it lost (keeping the ERK layer
-   budgets), a layer too small for its budget passes the rest to one global gradient
-   ranking over all layers. The total number of active weights is therefore exactly the
-   starting budget after every update (while the smaller model can hold it).
+2. Channel score: the **unmasked mean magnitude** (UMM, the paper's channel criterion),
+   the L1 norm of a channel's kept weights divided by the number of weights the channel
+   has (masked ones included), summed over the producers of a channel group (residual
+   streams are one group, :mod:`sparta.sparsity.groups`). A channel that DST has made
+   sparse has a small UMM: the "amenable" channels.
+3. Gradual channel removal ("gradual amenable channel pruning"): at the topology updates
+   between ``channel_start`` and ``channel_end`` (fractions of training; the last update
+   before ``channel_end`` completes it when no update falls on it) the fraction of
+   removed channels follows the cubic schedule of gradual magnitude pruning (Zhu & Gupta
+   2017, used by GraNet and Chase) from 0 to ``channel_sparsity``; the channels with the
+   smallest UMM go, ranked over all groups after dividing by their group's mean UMM
+   (:func:`select_channels`'s ``global``), each group keeping at least one channel. The
+   removal is physical (:func:`sparta.sparsity.export.shrink`): layers, masks, gradients
+   and optimizer state are cut to the kept channels, so every later step is cheaper.
+4. Parameter budget ("soft memory bound"): the active weights that leave with the removed
+   channels are regrown, where the dense gradient is largest, in the remaining channels;
+   first each layer gets back what it lost (keeping the ERK layer budgets), a layer too
+   small for its budget passes the rest to one global gradient ranking over all layers.
+   The total number of active weights is therefore exactly the starting budget after
+   every update (while the smaller model can hold it).
+
+Only the abstract and introduction of the paper could be read from here (search excerpts);
+the components follow their description there and the method as published; the reference
+code (VITA-Group/ChaseSparse) was not available. This module's own choices: the normalised
+global ranking, the per-layer return of the budget and the 10%-50% window.
 
 Order within an update step (the step's optimizer update is replaced, as in RigL): channel
 removal and budget regrowth first, then the RigL drop/grow on the shrunk model.
