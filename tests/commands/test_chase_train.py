@@ -53,6 +53,7 @@ def test_killed_chase_run_resumes_the_shrunk_model_bit_exactly(tmp_path):
         ([*CHASE, "--chase-start", "0.6", "--chase-end", "0.5"], "chase_start, chase_end"),
         ([*CHASE, "--chase-end", "0.9"], "chase_start, chase_end"),  # after the updates stop
         ([*CHASE, "--update-interval", "500"], "no topology update"),
+        ([*CHASE, "--sup-tickets", "2"], "sup_tickets=2"),
     ],
 )
 def test_bad_chase_options_print_one_line_and_exit_2(flags, needle, tmp_path, capsys):

@@ -112,6 +112,12 @@ class SparseTrainOptions(Options):
             require_defaults(self, names, "sup-tickets", ("1", "2", "..."))
         if self.dst == "chase":
             require(
+                not self.sup_tickets,
+                "sup_tickets",
+                self.sup_tickets,
+                "0 with --dst chase (its tickets would have different shapes)",
+            )
+            require(
                 0 <= self.chase_channel_sparsity < 1,
                 "chase_channel_sparsity",
                 self.chase_channel_sparsity,
