@@ -95,6 +95,11 @@ def train(splits: Any, cfg: TrainConfig, method: str, args: argparse.Namespace) 
     if method == "chase":
         row["channels"] = [h["channels"] for h in history]
         row["total_channels"] = dst.total_channels
+        row["widths"] = {  # (out, in) of every conv/linear of the shrunk model
+            n: list(m.weight.shape[:2])
+            for n, m in model.named_modules()
+            if isinstance(m, nn.Conv2d | nn.Linear)
+        }
     return {"row": row, "model": model}
 
 
