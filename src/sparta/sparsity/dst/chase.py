@@ -61,15 +61,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: defaults: remove 30% of the channels between 10% and 50% of training (the paper's
-#: ResNet runs reach 30-60% channel sparsity; the end leaves RigL time to re-settle the
-#: unstructured masks of the smaller model before its updates stop at 75%)
+#: defaults (this module's choice): remove 30% of the channels between 10% and 50% of
+#: training (the paper reports several channel sparsities per model, Fig. 1; the end leaves
+#: RigL time to re-settle the masks of the smaller model before its updates stop at 75%)
 CHANNEL_SPARSITY, CHANNEL_START, CHANNEL_END = 0.3, 0.1, 0.5
 
 
 def unmasked_mean_magnitude(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
     """UMM of each channel of ``group``: ``sum |w * m|`` over the channel's producer rows
-    divided by the number of entries in those rows (paper Sec. 3)."""
+    divided by the number of entries in those rows (the paper's UMM)."""
     mods, masks = dict(model.named_modules()), masks_of(model)
     mass = torch.zeros(group.size, dtype=torch.float64)
     count = 0
