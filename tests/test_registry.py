@@ -71,7 +71,7 @@ EXPECTED = {
     "certify": {"ibp", "crown", "alpha-crown", "bab", "smooth"},
     "criteria": {"magnitude", "snip", "synflow", "random", "l1", "l2", "bn-scale"},
     "datasets": {"digits", "fashion-mnist", "synthetic", "cifar10"},
-    "dst": {"set", "rigl"},
+    "dst": {"set", "rigl", "chase"},
     "models": {"lenet300", "lenet5", "resnet18", "vgg11", "vit-tiny", "wrn16-4"},
     "objectives": {"standard", "pgd-at", "trades", "fast", "wot", "ibp", "gaussian"},
     "unlearn": {"retrain", "ft", "ga", "rl", "l1-sparse", "salun"},
@@ -115,5 +115,7 @@ def test_registry_metadata_filters_per_kind():
     with pytest.raises(ValueError, match="method='bab' is not allowed; expected one of alpha"):
         check_method("bab")
     assert type(create_objective("pgd", eps=0.1)) is type(create_objective("PGD_AT", eps=0.1))
-    with pytest.raises(ValueError, match="DST method 'magic' is not known; allowed: rigl, set"):
+    with pytest.raises(
+        ValueError, match="DST method 'magic' is not known; allowed: chase, rigl, set"
+    ):
         create_dst("magic", None, 0.5)  # type: ignore[arg-type]

@@ -57,4 +57,4 @@ def test_command_choices_come_from_the_registries():
 
     assert certify.METHODS == tuple(get_registry("certify").aliases())
     assert set(certify.METHODS) == {"alpha-crown", "bab", "crown", "ibp", "smooth"}
-    assert sparse_train.DST_METHODS == ("", "rigl", "set")
+    assert sparse_train.DST_METHODS == ("", "chase", "rigl", "set")

@@ -40,3 +40,18 @@ def test_plot_without_metrics_is_a_clear_error(tmp_path):
     run = Run.create({}, "train", root=tmp_path, name="r")
     with pytest.raises(ValueError, match="no epoch metrics"):
         plot_learning_curves(run.path)
+
+
+def test_a_run_that_shrank_also_plots_its_channels_and_step_time(tmp_path):
+    from sparta.report.curves import plot_curves_run
+
+    run = Run.create({}, "train", root=tmp_path, name="chase")
+    for e, (channels, t) in enumerate([(100, 0.02), (70, 0.015), (60, 0.012)], start=1):
+        row = {"epoch": e, "train_loss": 1 / e, "train_acc": e / 4}
+        run.log({**row, "channels": channels, "step_time_s": t})
+    paths = plot_curves_run(run)
+    assert paths == [run.path / "curves.png", run.path / "shrink.png"]
+    assert paths[1].read_bytes()[:4] == b"\x89PNG"
+    plain = Run.create({}, "train", root=tmp_path, name="plain")
+    plain.log({"epoch": 1, "train_loss": 1.0, "train_acc": 0.5})
+    assert plot_curves_run(plain) == [plain.path / "curves.png"]

@@ -1,6 +1,7 @@
-"""``sparta train`` options for sparse training: DST (``--dst set|rigl``, with Sup-tickets
-``--sup-tickets N``), gradual magnitude pruning (``--gmp``) and one-shot pruning at init
-(``--prune-method``), all at ``--sparsity``.
+"""``sparta train`` options for sparse training: DST (``--dst set|rigl|chase``, with
+Sup-tickets ``--sup-tickets N``; Chase's channel removal with ``--chase-channel-sparsity``),
+gradual magnitude pruning (``--gmp``) and one-shot pruning at init (``--prune-method``), all
+at ``--sparsity``.
 
 Registered as a :class:`~sparta.commands.train.TrainExtension`; importing this module adds
 the flags to ``sparta train``.
@@ -55,6 +56,11 @@ class SparseTrainOptions(Options):
     sup_explore: float = option(
         0.5, "Sup-tickets: fraction of active weights dropped and regrown as each cycle starts"
     )
+    chase_channel_sparsity: float = option(
+        0.3, "Chase (--dst chase): fraction of channels removed (physically) while training"
+    )
+    chase_start: float = option(0.1, "Chase: fraction of training at which channel removal starts")
+    chase_end: float = option(0.5, "Chase: fraction of training by which it is complete")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -104,6 +110,28 @@ class SparseTrainOptions(Options):
         else:
             names = ("sup_fraction", "sup_high", "sup_low", "sup_explore")
             require_defaults(self, names, "sup-tickets", ("1", "2", "..."))
+        if self.dst == "chase":
+            require(
+                not self.sup_tickets,
+                "sup_tickets",
+                self.sup_tickets,
+                "0 with --dst chase (its tickets would have different shapes)",
+            )
+            require(
+                0 <= self.chase_channel_sparsity < 1,
+                "chase_channel_sparsity",
+                self.chase_channel_sparsity,
+                "a number in [0, 1)",
+            )
+            require(
+                0 <= self.chase_start < self.chase_end <= self.stop_fraction,
+                "chase_start, chase_end",
+                (self.chase_start, self.chase_end),
+                "0 <= chase_start < chase_end <= stop_fraction",
+            )
+        else:
+            names = ("chase_channel_sparsity", "chase_start", "chase_end")
+            require_defaults(self, names, "dst", ("chase",))
         require(not (self.gmp and self.prune_method), "gmp", self.gmp, "not with --prune-method")
         require(
             not (self.dst and self.distribution == "global"),
@@ -137,6 +165,15 @@ def sparse_callbacks(opts: SparseTrainOptions, model: Any, cfg: Any, splits: Any
         if opts.scale_init:
             scale_by_density(model, handle.masks)
     if opts.dst:
+        chase = (
+            {
+                "channel_sparsity": opts.chase_channel_sparsity,
+                "channel_start": opts.chase_start,
+                "channel_end": opts.chase_end,
+            }
+            if opts.dst == "chase"
+            else {}
+        )
         dst = create_dst(
             opts.dst,
             model,
@@ -147,7 +184,18 @@ def sparse_callbacks(opts: SparseTrainOptions, model: Any, cfg: Any, splits: Any
             stop_fraction=opts.stop_fraction,
             seed=cfg.seed,
             scale_init=opts.scale_init,
+            **chase,
         )
+        if chase:  # its schedule must fit in the run: checked before its folder is made
+            import math
+
+            if cfg.compile:
+                raise ValueError(
+                    "compile=True is not allowed with --dst chase (the model shrinks while "
+                    "it trains); drop --compile"
+                )
+
+            dst.plan(math.ceil(len(splits.train) / cfg.batch_size) * cfg.epochs)
         if opts.sup_tickets:
             import math
 

@@ -57,9 +57,34 @@ def plot_learning_curves(run_dir: str | os.PathLike, out: str | None = None) -> 
     return save(fig, Path(out) if out else run.file("curves.png"))
 
 
+def plot_shrinking(run_dir: str | os.PathLike, out: str | None = None) -> Path:
+    """Channels left and time per training step, per epoch, of a run whose model shrank
+    while it trained (``--dst chase``: metrics ``channels`` and ``step_time_s``) to
+    ``shrink.png``."""
+    run = Run(run_dir)
+    rows = [r for r in run.metrics() if "channels" in r and "step_time_s" in r]
+    if not rows:
+        raise ValueError(f"no per-epoch channel counts in {run.metrics_file} to plot")
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_c, ax_t) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_c.plot(epochs, [r["channels"] for r in rows], "-o", markersize=3)
+    ax_c.set_ylabel("channels left")
+    ax_t.plot(epochs, [1e3 * r["step_time_s"] for r in rows], "-o", markersize=3)
+    ax_t.set_ylabel("time per training step (ms)")
+    for ax in (ax_c, ax_t):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{run.path.name}: the model shrinks while it trains")
+    return save(fig, Path(out) if out else run.file("shrink.png"))
+
+
 def plot_curves_run(run: Run) -> list[Path]:
-    """``curves.png`` of a run that trained epochs; none for one that did not (a prune run
-    without fine-tuning)."""
-    if not any("epoch" in r and "train_loss" in r for r in run.metrics()):
+    """``curves.png`` of a run that trained epochs (and ``shrink.png`` when its model
+    shrank while training); none for one that did not (a prune run without fine-tuning)."""
+    rows = run.metrics()
+    if not any("epoch" in r and "train_loss" in r for r in rows):
         return []
-    return [plot_learning_curves(run.path)]
+    paths = [plot_learning_curves(run.path)]
+    if any("channels" in r and "step_time_s" in r for r in rows):
+        paths.append(plot_shrinking(run.path))
+    return paths

@@ -4,6 +4,8 @@
   Conv/Linear/BatchNorm modules with fewer channels, no masks) with the same outputs. The
   checkpoint extra ``"shapes"`` (module name -> new sizes) lets :func:`sparta.load` rebuild it
   from the checkpoint alone.
+- :func:`shrink`: the same removal in place during training (a model, its masks and an
+  optimizer's state cut to the kept channels), for methods that shrink as they train (Chase).
 - :func:`to_sparse`: masked Linear (and Conv2d, through ``unfold``/im2col) layers become
   modules that multiply with a ``torch.sparse`` CSR or BSR weight. Their tensors
   (``crow_indices``, ``col_indices``, ``values``) are ordinary buffers, so the model saves
@@ -183,6 +185,94 @@ def compact(model: nn.Module, input_shape: Sequence[int] | None = None) -> nn.Mo
         shapes[name] = {"type": type(old).__name__, **sizes}
     setattr(small, SHAPES_ATTR, shapes)
     return small
+
+
+def _take(t: torch.Tensor, index: dict[int, torch.Tensor], shape: Sequence[int]) -> torch.Tensor:
+    """``t`` (shaped like an old parameter) cut along ``index``'s dims to ``shape``."""
+    for dim, idx in index.items():
+        if t.dim() > dim and t.shape[dim] != shape[dim]:
+            t = t.index_select(dim, idx.to(t.device))
+    return t
+
+
+def shrink(
+    model: nn.Module,
+    groups: Sequence[ChannelGroup],
+    keeps: Sequence[torch.Tensor],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Remove, **in place**, the channels where ``keeps[i]`` is False in group ``i``.
+
+    The in-training sibling of :func:`compact`: the resized modules replace the old ones
+    inside ``model`` (same names), keeping their weights, mask buffers and gradients cut to
+    the kept channels; ``optimizer``'s parameters and per-entry state (momentum, Adam
+    moments) follow the new parameters. The new sizes are recorded on ``model``
+    (``sparta_shapes``) so that checkpoints and :func:`sparta.save` rebuild it. Returns the
+    sizes of the modules it resized.
+    """
+    out_idx: dict[str, torch.Tensor] = {}
+    in_idx: dict[str, torch.Tensor] = {}
+    norm_idx: dict[str, torch.Tensor] = {}
+    for g, keep in zip(groups, keeps, strict=True):
+        if keep.numel() != g.size:
+            raise ValueError(f"keep vector of {keep.numel()} for group {g.name} of {g.size}")
+        if not bool(keep.any()):
+            raise ValueError(f"cannot remove every channel of group {g.name}")
+        if bool(keep.all()):
+            continue
+        idx = keep.cpu().nonzero().flatten()
+        for p in g.producers:
+            out_idx[p] = idx
+        for n in g.norms:
+            norm_idx[n] = idx
+        for c in g.consumers:
+            in_idx[c.module] = (idx[:, None] * c.inner + torch.arange(c.inner)).flatten()
+    shapes: dict[str, dict[str, Any]] = dict(getattr(model, SHAPES_ATTR, None) or {})
+    moved: dict[int, tuple[nn.Parameter, dict[int, torch.Tensor]]] = {}
+    resized = {}
+    for name in sorted(set(out_idx) | set(in_idx) | set(norm_idx)):
+        old = model.get_submodule(name)
+        if name in norm_idx:
+            sizes, index = {"features": int(norm_idx[name].numel())}, {0: norm_idx[name]}
+        else:
+            sizes = {
+                "in": int(in_idx[name].numel()) if name in in_idx else int(old.weight.shape[1]),
+                "out": int(out_idx[name].numel()) if name in out_idx else int(old.weight.shape[0]),
+            }
+            index = {d: i[name] for d, i in ((0, out_idx), (1, in_idx)) if name in i}
+        new = _resized(old, sizes)
+        _copy_into(new, old, index)
+        for bname, buf in old._buffers.items():  # masks are not in a fresh module
+            if bname.endswith(SUFFIX) and buf is not None:
+                pshape = new._parameters[bname[: -len(SUFFIX)]].shape
+                new.register_buffer(bname, _take(buf, index, pshape).clone())
+        for pname, p in old._parameters.items():
+            if p is None:
+                continue
+            q = new._parameters[pname]
+            if p.grad is not None:
+                q.grad = _take(p.grad, index, q.shape).clone()
+            moved[id(p)] = (q, index)
+        _set_module(model, name, new)
+        shapes[name] = {"type": type(old).__name__, **sizes}
+        resized[name] = sizes
+    if optimizer is not None:
+        for group in optimizer.param_groups:
+            olds = group["params"]
+            group["params"] = [moved[id(p)][0] if id(p) in moved else p for p in olds]
+            for p in olds:
+                if id(p) not in moved or p not in optimizer.state:
+                    continue
+                q, index = moved[id(p)]
+                state = optimizer.state.pop(p)
+                optimizer.state[q] = {
+                    k: _take(v, index, q.shape).clone()
+                    if isinstance(v, torch.Tensor) and v.shape == p.shape
+                    else v
+                    for k, v in state.items()
+                }
+    setattr(model, SHAPES_ATTR, shapes)
+    return resized
 
 
 def compact_report(

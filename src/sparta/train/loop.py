@@ -367,7 +367,13 @@ class Trainer:
             log.info("no checkpoint in %s: starting from scratch", self.run.path)
             return False
         tensors, meta = read_checkpoint(path)
+        names = {id(p): n for n, p in self.model.named_parameters()}
         restore_model(self.model, tensors, meta)
+        # a model that shrank while training (Chase) is rebuilt with new parameters: the
+        # optimizer follows them by name before its state is loaded
+        params = dict(self.model.named_parameters())
+        for group in self.optimizer.param_groups:
+            group["params"] = [params.get(names.get(id(p), ""), p) for p in group["params"]]
         state: dict[int, dict[str, Any]] = {}
         for key, value in tensors.items():
             if key.startswith("optim."):

@@ -199,3 +199,24 @@ def test_deepzero_variant_trains_a_dense_model_from_loss_values(tmp_path):
     found = list((tmp_path / "c" / "cells").rglob("*.json"))
     text = " ".join(f.read_text() for f in found if "deepzero" in str(f))
     assert '"queries"' in text
+
+
+def test_chase_variant_is_physically_smaller_at_its_sparsity(tmp_path):
+    res = card(
+        **{**TINY, "sparsities": [0.8]},
+        variants=["chase"],
+        pillars=["accuracy", "efficiency"],
+        rigl_epochs=2,
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "chase 80%"]
+    chase = rows["chase 80%"]
+    # fractions of the dense LeNet-5 (6 + 16 + 120 + 84 channels, 30% removed)
+    assert chase["weight_sparsity"] == pytest.approx(0.8, abs=0.03)
+    assert chase["channel_sparsity"] == pytest.approx(round(0.3 * 226) / 226, abs=1e-9)
+    assert chase["export_format"] in ("compact", "csr", "bsr")
+    assert chase["params"] < 0.25 * rows["dense"]["params"]
+    assert 0 <= chase["test_acc"] <= 1

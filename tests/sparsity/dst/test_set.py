@@ -104,7 +104,9 @@ def test_set_grows_at_random_among_the_connections_not_kept():
 def test_bad_options_are_value_errors_naming_the_value(kw, needle):
     with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
         SET(helpers.model(), **kw)
-    with pytest.raises(ValueError, match="DST method .magic. is not known; allowed: rigl, set"):
+    with pytest.raises(
+        ValueError, match="DST method .magic. is not known; allowed: chase, rigl, set"
+    ):
         create_dst("magic", helpers.model(), 0.9)
 
 

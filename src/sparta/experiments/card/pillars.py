@@ -10,6 +10,7 @@ so every variant is scored on the same ones; the cell seed drives the method's r
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,8 @@ def accuracy(ctx: CellContext, model: nn.Module, variant: str, sparsity: float, 
 def _exports(model: nn.Module) -> dict[str, nn.Module]:
     """The exported forms of ``model`` to time: compact (channels removed), CSR, BSR."""
     from sparta.sparsity import compact, masks_of, to_sparse
-    from sparta.sparsity.export import channel_fraction
+    from sparta.sparsity.export import SHAPES_ATTR, channel_fraction
+    from sparta.sparsity.masks import detach_masks
 
     if not masks_of(model):
         return {"dense": model}
@@ -94,6 +96,10 @@ def _exports(model: nn.Module) -> dict[str, nn.Module]:
             out["compact"] = compact(model)
     except ValueError:
         pass
+    if "compact" not in out and getattr(model, SHAPES_ATTR, None):
+        small = copy.deepcopy(model)  # already physically smaller (Chase): itself, unmasked
+        detach_masks(small)
+        out["compact"] = small
     for fmt in ("csr", "bsr"):
         try:
             out[fmt] = to_sparse(model, format=fmt, blocksize=4)
@@ -124,7 +130,8 @@ def efficiency(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
     of the fastest export against the dense model at batch 1 and 256 (medians)."""
     from sparta.io import save
     from sparta.sparsity import report
-    from sparta.sparsity.export import channel_fraction
+    from sparta.sparsity.export import SHAPES_ATTR, channel_fraction
+    from sparta.sparsity.groups import channel_groups
 
     g = report(model)["global"]
     try:
@@ -132,6 +139,12 @@ def efficiency(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
     except ValueError:
         chan = 0.0
     dense = ctx.dense().eval()
+    weight_sparsity = float(g["sparsity"])
+    if getattr(model, SHAPES_ATTR, None):  # already physically smaller (Chase): of the dense
+        full = sum(r["numel"] for r in report(dense)["layers"])
+        weight_sparsity = 1.0 - (1.0 - weight_sparsity) * g["masked_numel"] / full
+        sizes = [sum(grp.size for grp in channel_groups(m)) for m in (model, dense)]
+        chan = 1.0 - (1.0 - chan) * sizes[0] / sizes[1]
     exports = _exports(model.eval())
     test = ctx.splits().test
     reps = ctx.options.latency_repeats
@@ -143,7 +156,7 @@ def efficiency(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
     with tempfile.TemporaryDirectory() as tmp:
         size = save(exports[best], Path(tmp) / "model.safetensors").stat().st_size
     metrics = {
-        "weight_sparsity": float(g["sparsity"]),
+        "weight_sparsity": weight_sparsity,
         "channel_sparsity": float(chan),
         "params": int(g["params_kept"]),
         "macs": int(g.get("macs_kept", 0)),

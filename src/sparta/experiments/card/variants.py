@@ -480,3 +480,31 @@ def deepzero(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     objective = DeepZero("cge", seed=seed)
     ctx.fit(model, epochs, seed, objective=objective)
     return model, {"epochs": epochs, "queries": objective.total_queries}
+
+
+@VARIANTS.register(
+    "chase",
+    sparse=True,
+    summary="Chase: RigL that removes its sparsest channels while training (ERK), smaller model",
+)
+def chase(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """Chase (2305.19454) at ``sparsity`` (ERK) for ``rigl_epochs`` (0: ``--epochs``), the
+    same budget and update interval as the ``rigl`` variant; 30% of the channels go between
+    10% and 50% of training, so the trained model is physically smaller."""
+    from sparta.sparsity import create_dst
+
+    o = ctx.options
+    epochs = o.rigl_epochs or o.epochs
+    model = ctx.fresh(seed)
+    total = max(1, epochs) * _steps_per_epoch(ctx)
+    dst = create_dst(
+        "chase",
+        model,
+        sparsity,
+        distribution="erk",
+        update_interval=max(1, total // 20),
+        seed=seed,
+    )
+    ctx.fit(model, epochs, seed, [dst])
+    removed = 1.0 - dst.channels / dst.total_channels
+    return model, {"epochs": epochs, "channels_removed": removed}

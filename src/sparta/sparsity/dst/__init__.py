@@ -1,5 +1,5 @@
-"""Dynamic sparse training callbacks by name (``set``, ``rigl``; one file each, registered
-with :func:`register_dst`)."""
+"""Dynamic sparse training callbacks by name (``set``, ``rigl``, ``chase``; one file each,
+registered with :func:`register_dst`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sparta.sparsity.dst.base import (
     register_dst,
     scale_by_density,
 )
+from sparta.sparsity.dst.chase import Chase
 from sparta.sparsity.dst.rigl import RigL
 from sparta.sparsity.dst.set import SET
 
@@ -27,6 +28,7 @@ def create_dst(method: str, model: nn.Module, sparsity: float, **options: Any) -
 
 __all__ = [
     "DST",
+    "Chase",
     "METHODS",
     "SET",
     "DynamicSparsity",
