@@ -16,7 +16,7 @@ once at the end. Nothing was tuned: block 32 (16 for the ViT, whose width is 64)
 The paper's claim: up to 2.5x faster training (GPU, ImageNet/WikiText scale) at no accuracy
 drop.
 
-    python benchmarks/pixelfly.py [--epochs-mlp 4] [--epochs-vit 1] [--repeats 7]
+    python benchmarks/pixelfly.py [--parts layers mlp vit] [--epochs-mlp 3] [--epochs-vit 1]
 """
 
 from __future__ import annotations
@@ -181,49 +181,51 @@ def train_pair(
     }
 
 
+def _write(out: dict[str, Any], name: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", nargs="+", default=["layers", "mlp", "vit"])
     ap.add_argument("--widths", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--density", type=float, default=0.25)
-    ap.add_argument("--epochs-mlp", type=int, default=4)
+    ap.add_argument("--epochs-mlp", type=int, default=3)
     ap.add_argument("--epochs-vit", type=int, default=1)
     ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--skip-layers", action="store_true")
+    ap.add_argument("--json", default="pixelfly", help="results file name (without .json)")
     args = ap.parse_args()
-    out: dict[str, Any] = {"threads": torch.get_num_threads(), "torch": torch.__version__}
-    if not args.skip_layers:
+    out: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "args": vars(args),
+    }
+    if "layers" in args.parts:
         out["layers"] = layer_speed(args.widths, args.batch, 32, args.density, args.repeats)
-    base = TrainConfig(dataset=args.dataset, epochs=1, batch_size=128)
+        _write(out, args.json)
     from sparta.train import load_splits
 
-    splits = load_splits(base)
+    splits = load_splits(TrainConfig(dataset=args.dataset, val_fraction=0.1, seed=0))
     common = {"dataset": args.dataset, "batch_size": 128, "val_fraction": 0.1, "seed": 0}
-    runs = []
-    if args.epochs_mlp:
-        sgd = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
-        runs.append(
-            train_pair(
-                "mlp-wide", "mlp-wide", args.epochs_mlp, 32, args.density, {**common, **sgd}, splits
-            )
-        )
-    if args.epochs_vit:
-        adamw = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05}
-        runs.append(
-            train_pair(
-                "vit-tiny",
-                "vit-tiny",
-                args.epochs_vit,
-                16,
-                args.density,
-                {**common, **adamw},
-                splits,
-            )
-        )
+    runs: list[dict[str, Any]] = []
     out["training"] = runs
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pixelfly.json").write_text(json.dumps(out, indent=2) + "\n")
+    if "mlp" in args.parts:
+        sgd = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4}
+        cfg = {**common, **sgd}
+        runs.append(
+            train_pair("mlp-wide", "mlp-wide", args.epochs_mlp, 32, args.density, cfg, splits)
+        )
+        _write(out, args.json)
+    if "vit" in args.parts:
+        adamw = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05}
+        cfg = {**common, **adamw}
+        runs.append(
+            train_pair("vit-tiny", "vit-tiny", args.epochs_vit, 16, args.density, cfg, splits)
+        )
+        _write(out, args.json)
     print("\n| width | density | dense fwd+bwd ms (CPU) | pixelfly ms | speedup | fwd speedup |")
     print("|---|---|---|---|---|---|")
     for r in out.get("layers", []):

@@ -193,3 +193,18 @@ def test_bad_pixelfly_settings_name_the_value(text, needle):
         "density": 0.1,
         "rank": 4,
     }
+
+
+def test_restoring_into_a_model_that_already_has_the_layers_keeps_its_parameters(tmp_path):
+    # a resumed run restores its checkpoint into the model its optimizer already holds
+    torch.manual_seed(0)
+    model = create("mlp-wide", INFO, width=0.125)
+    pixelfly_(model, block=16, density=0.3)
+    path = io.save(model, tmp_path / "m.safetensors")
+    with torch.no_grad():
+        model.fc2.weight.zero_()
+    before = [id(p) for p in model.parameters()]
+    tensors, meta = io.read_checkpoint(path)
+    io.restore_model(model, tensors, meta)
+    assert [id(p) for p in model.parameters()] == before
+    assert model.fc2.weight.any()  # the checkpoint's weights were loaded into them

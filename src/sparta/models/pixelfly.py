@@ -417,11 +417,13 @@ def _restore(model: nn.Module, tensors: dict[str, torch.Tensor], layers: Any) ->
         parent, _, attr = name.rpartition(".")
         try:
             owner = model.get_submodule(parent) if parent else model
-            getattr(owner, attr)
+            current = getattr(owner, attr)
         except AttributeError:
             raise ValueError(
                 f"checkpoint names a Pixelfly layer {name!r} the model lacks"
             ) from None
+        if isinstance(current, PixelflyLinear) and current.settings() == settings:
+            continue  # already in place (a resumed run): keep the optimizer's parameters
         setattr(owner, attr, PixelflyLinear(**settings))
 
 
