@@ -181,3 +181,22 @@ def test_sup_tickets_and_app_variants_reach_their_sparsity(tmp_path):
     for name in ("sup-tickets 80%", "app 80%"):
         assert rows[name]["weight_sparsity"] == pytest.approx(0.8, abs=0.03), name
         assert 0 <= rows[name]["test_acc"] <= 1
+
+
+def test_pixelfly_variant_swaps_the_linear_layers_within_the_budget(tmp_path):
+    res = card(
+        **{**TINY, "sparsities": [0.5]},
+        variants=["pixelfly"],
+        pillars=["accuracy", "efficiency"],
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "pixelfly 50%"]
+    fly = rows["pixelfly 50%"]
+    # LeNet-5's two hidden Linear layers hold half their weights; its convolutions and the
+    # classifier stay dense, so the model's sparsity is positive and below the target
+    assert 0.05 < fly["weight_sparsity"] < 0.5
+    assert fly["params"] < rows["dense"]["params"] and fly["macs"] < rows["dense"]["macs"]
+    assert 0 <= fly["test_acc"] <= 1 and fly["latency_b1_ms"] > 0
