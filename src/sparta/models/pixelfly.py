@@ -3,9 +3,10 @@
 ``W = B + U V^T`` where ``B`` is a *flat block butterfly* matrix: on the grid of ``block x
 block`` tiles, tile ``(i, j)`` is non-zero when ``i XOR j`` is 0 or a power of two below the
 maximum stride (the support of ``I + B_1 + B_2 + ... + B_f``, the sum, not the product, of the
-first ``f`` butterfly factors; paper Sec. 3.2-3.3, Def. 3.3 "flat butterfly", and its block
-version, Sec. 3.3), and ``U V^T`` a low-rank term that the paper adds because the flat butterfly
-alone misses the global, low-rank part of a weight (Sec. 3.3, Thm. 3.4; Sec. 4 "Pixelfly").
+first ``f`` butterfly factors: the paper's flat butterfly and its block version, Sec. 3), and
+``U V^T`` a low-rank term that the paper adds because the flat butterfly alone misses the
+global, low-rank part of a weight (Sec. 3 and Sec. 4, "Pixelfly": flat block butterfly + low
+rank as one fixed pattern for the whole training).
 
 :class:`PixelflyLinear` stores only the non-zero tiles: a ``(row_blocks, block, K * block)``
 weight (``K`` tiles per block row) and a ``(row_blocks, K)`` index of their column blocks, so
