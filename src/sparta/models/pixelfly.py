@@ -10,11 +10,12 @@ rank as one fixed pattern for the whole training).
 
 :class:`PixelflyLinear` stores only the non-zero tiles: a ``(row_blocks, block, K * block)``
 weight (``K`` tiles per block row) and a ``(row_blocks, K)`` index of their column blocks, so
-the forward is one gather of input blocks and one batched matmul, and autograd's backward of
-those two (a batched matmul and a scatter-add) costs the same, in proportion to the kept
-tiles. :func:`pixelfly_` swaps the eligible ``nn.Linear`` layers of a model for it; a model so
-changed saves and loads with :func:`sparta.save` / :func:`sparta.load` (the ``pixelfly`` extra
-of the checkpoint sidecar names the swapped layers and their settings).
+the forward is one gather of input blocks and one batched matmul, and the backward (two
+batched matmuls and a scatter-add, written out in :class:`_PixelflyMatmul`) costs the same,
+in proportion to the kept tiles. :func:`pixelfly_` swaps the eligible ``nn.Linear`` layers
+of a model for it; a model so changed saves and loads with :func:`sparta.save` /
+:func:`sparta.load` (the ``pixelfly`` extra of the checkpoint sidecar names the swapped
+layers and their settings).
 """
 
 from __future__ import annotations
