@@ -222,6 +222,7 @@ def _import_restorer(key: str) -> None:
         "shapes": "sparta.sparsity.export",
         "sparse": "sparta.sparsity.export",
         "scored": "sparta.sparsity.scores",
+        "pixelfly": "sparta.models.pixelfly",
     }
     if key in owners:
         importlib.import_module(owners[key])

@@ -37,6 +37,7 @@ class TrainExtension:
 EXTENSIONS: list[TrainExtension] = []
 # modules that append to EXTENSIONS when imported, in the order their setups run
 EXTENSION_MODULES = (
+    "sparta.commands.pixelfly_train",  # first: the others' masks and wrappers see its layers
     "sparta.commands.sparse_train",
     "sparta.commands.adv_train",
     "sparta.commands.cert_train",

@@ -8,9 +8,10 @@ counting helpers. Every model takes pixel-space inputs in [0, 1] and starts with
 >>> model = create("lenet300", info)
 """
 
-from sparta.models import convnet, lenet, mlp, resnet, vgg, vit, wrn  # noqa: F401  (register)
+from sparta.models import convnet, lenet, mlp, pixelfly, resnet, vgg, vit, wrn  # noqa: F401  (register)
 from sparta.models.count import count_flops, count_nonzero, count_params, weight_sparsity
 from sparta.models.layers import Normalize
+from sparta.models.pixelfly import PixelflyLinear, pixelfly_
 from sparta.models.registry import create, entry, from_spec, names, register_model, spec_of
 from sparta.models.utils import (
     bare,
@@ -43,4 +44,6 @@ __all__ = [
     "spec_of",
     "train_mode",
     "weight_sparsity",
+    "PixelflyLinear",
+    "pixelfly_",
 ]

@@ -1,4 +1,4 @@
-"""Fully connected networks: LeNet-300-100."""
+"""Fully connected networks: LeNet-300-100 and a wide MLP."""
 
 from __future__ import annotations
 
@@ -38,4 +38,13 @@ class MLP(nn.Sequential):
 @register_model("lenet300", aliases=("mlp", "lenet300-100"), family="mlp")
 def lenet300(info: DatasetInfo, width: float = 1.0, hidden: Sequence[int] = (300, 100)) -> MLP:
     """LeNet-300-100 (LeCun et al. 1998): flatten, 300 and 100 ReLU units, linear output."""
+    return MLP(*dataset_args(info), hidden, width)
+
+
+@register_model("mlp-wide", aliases=("wide-mlp",), family="mlp")
+def mlp_wide(
+    info: DatasetInfo, width: float = 1.0, hidden: Sequence[int] = (1024, 1024, 1024)
+) -> MLP:
+    """Wide MLP: three hidden ReLU layers of 1024 x width units (width 2: 2048), the size at
+    which block-sparse layers (``--pixelfly``) pay off."""
     return MLP(*dataset_args(info), hidden, width)

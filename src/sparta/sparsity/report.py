@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sparta.models.count import _module_macs
+from sparta.models.pixelfly import PixelflyLinear
 from sparta.models.utils import device_of, dtype_of, eval_mode, input_shape_of
 from sparta.sparsity.masks import PRUNABLE_TYPES, masks_of
 
@@ -19,7 +20,10 @@ def layer_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]
     names = {m: n for n, m in model.named_modules()}
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-        macs[names[module]] = macs.get(names[module], 0) + _module_macs(module, inputs, output)
+        n = _module_macs(module, inputs, output)
+        if isinstance(module, PixelflyLinear):  # its dense equivalent: every in x out weight
+            n = output.numel() * module.in_features
+        macs[names[module]] = macs.get(names[module], 0) + n
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
@@ -50,6 +54,12 @@ def report(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict
     }
     params = dict(model.named_parameters())
     tensors.update({n: params[n] for n in masked})
+    # Pixelfly layers count as their dense in x out weight with the butterfly + low-rank kept
+    fly = {
+        f"{n}.weight" if n else "weight": m
+        for n, m in model.named_modules()
+        if isinstance(m, PixelflyLinear)
+    }
     try:
         shape: tuple[int, ...] | None = input_shape_of(model, input_shape)
     except ValueError:  # not built by sparta.models.create and no shape given: no MACs
@@ -58,11 +68,18 @@ def report(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict
         shape = None
     macs = layer_macs(model, shape) if shape is not None else None
     rows = []
-    for name, p in tensors.items():
-        numel, nonzero = p.numel(), int(torch.count_nonzero(p.detach()))
+    for name, p in {**tensors, **fly}.items():
+        if isinstance(p, PixelflyLinear):
+            shape, numel, nonzero = (
+                [p.out_features, p.in_features],
+                p.dense_numel,
+                p.nonzero_params(),
+            )
+        else:
+            shape, numel, nonzero = list(p.shape), p.numel(), int(torch.count_nonzero(p.detach()))
         row: dict[str, Any] = {
             "name": name,
-            "shape": list(p.shape),
+            "shape": shape,
             "numel": numel,
             "nonzero": nonzero,
             "sparsity": 1.0 - nonzero / numel,
@@ -75,7 +92,8 @@ def report(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> dict
         rows.append(row)
     counted = [r for r in rows if r["masked"]] or rows
     numel = sum(r["numel"] for r in counted)
-    zeros = sum(r["numel"] - r["nonzero"] for r in rows)
+    zeros = sum(r["numel"] - r["nonzero"] for r in rows if r["name"] not in fly)
+    zeros += sum(m.weight.numel() - m.butterfly_params() for m in fly.values())  # spare slots
     total = sum(p.numel() for p in params.values())
     glob: dict[str, Any] = {
         "sparsity": sum(r["numel"] - r["nonzero"] for r in counted) / numel if numel else 0.0,

@@ -220,3 +220,22 @@ def test_chase_variant_is_physically_smaller_at_its_sparsity(tmp_path):
     assert chase["export_format"] in ("compact", "csr", "bsr")
     assert chase["params"] < 0.25 * rows["dense"]["params"]
     assert 0 <= chase["test_acc"] <= 1
+
+
+def test_pixelfly_variant_swaps_the_linear_layers_within_the_budget(tmp_path):
+    res = card(
+        **{**TINY, "sparsities": [0.5]},
+        variants=["pixelfly"],
+        pillars=["accuracy", "efficiency"],
+        out=tmp_path,
+        name="c",
+        quiet=True,
+    )
+    rows = {r["label"]: r["values"] for r in res.card["rows"]}
+    assert list(rows) == ["dense", "pixelfly 50%"]
+    fly = rows["pixelfly 50%"]
+    # LeNet-5's two hidden Linear layers hold half their weights; its convolutions and the
+    # classifier stay dense, so the model's sparsity is positive and below the target
+    assert 0.05 < fly["weight_sparsity"] < 0.5
+    assert fly["params"] < rows["dense"]["params"] and fly["macs"] < rows["dense"]["macs"]
+    assert 0 <= fly["test_acc"] <= 1 and fly["latency_b1_ms"] > 0

@@ -508,3 +508,31 @@ def chase(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     ctx.fit(model, epochs, seed, [dst])
     removed = 1.0 - dst.channels / dst.total_channels
     return model, {"epochs": epochs, "channels_removed": removed}
+
+
+@VARIANTS.register(
+    "pixelfly",
+    sparse=True,
+    summary="Pixelated Butterfly layers (flat block butterfly + low rank) trained from scratch",
+)
+def pixelfly(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
+    """Pixelfly (2112.00029): a fresh model whose Linear layers wide enough for two blocks
+    become flat block butterfly + low-rank layers holding ``1 - sparsity`` of their weights
+    (block 32, or the largest of 16/8/4 that fits the model), trained for ``--epochs``."""
+    from sparta.models.pixelfly import PixelflyLinear, eligible, pixelfly_
+
+    model = ctx.fresh(seed)
+    block = next(
+        (b for b in (32, 16, 8, 4) if any(eligible(n, m, b) for n, m in model.named_modules())),
+        4,
+    )
+    names = pixelfly_(model, block=block, density=1.0 - sparsity)
+    ctx.fit(model, ctx.options.epochs, seed)
+    fly = [m for m in model.modules() if isinstance(m, PixelflyLinear)]
+    kept = sum(m.nonzero_params() for m in fly) / sum(m.dense_numel for m in fly)
+    return model.eval(), {
+        "epochs": ctx.options.epochs,
+        "block": block,
+        "layers": names,
+        "pixelfly_density": kept,
+    }
