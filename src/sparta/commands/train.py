@@ -42,6 +42,7 @@ EXTENSION_MODULES = (
     "sparta.commands.cert_train",
     "sparta.commands.poison_train",
     "sparta.commands.supermask_train",
+    "sparta.commands.denoise_train",
 )
 
 
