@@ -110,7 +110,7 @@ def test_black_box_objective_cannot_be_differentiated_by_mistake(digits):
 
 def test_zeroth_order_gradient_agrees_with_the_true_one(digits):
     """Sphere RGE with many directions at a small radius ~ the autograd gradient at the code
-    (ZO-AE-DS Eq. 5); a wrong sign or scale would fail."""
+    (ZO-AE-DS Sec. 3); a wrong sign or scale would fail."""
     net = _pipeline(6)
     x, y = digits.x[:8], digits.y[:8]
     grads = []

@@ -9,14 +9,14 @@ Objectives (the model is a :class:`~sparta.models.DenoisedClassifier`):
   ZO-AE-DS (Sec. 4, "two-stage training": the AE is first trained white-box on the images
   alone, then the decoder is kept fixed and merged into the black box).
 * Stability (Salman et al. Sec. 3.2, "Stability objective"): ``CE(f(D(x + delta)), f(x))``,
-  the classifier's own label on the clean image as target. Salman et al. find MSE
-  pre-training followed by the stability objective best when the classifier's gradients are
-  available (their Table 3); that is the first-order (white-box) baseline here
+  the classifier's own label on the clean image as target. Salman et al. (Sec. 4) report
+  MSE pre-training followed by the stability objective ("MSE+Stab") as their best recipe;
+  that is the first-order (white-box) baseline here
   (``black_box=False``: gradients flow through the frozen classifier).
 * ZO-AE-DS (Zhang et al. Sec. 4): the same stability loss, but ``f`` only answers queries.
   The loss is a function of the code ``z = Enc(D(x + delta))`` through ``f(Dec(z))``; its
-  gradient w.r.t. ``z`` is estimated with RGE (Sec. 3, Eq. 5: ``d / (q mu) * sum_i (l(z + mu
-  u_i) - l(z)) u_i``, ``u_i`` uniform on the unit sphere) in the low-dimensional code space
+  gradient w.r.t. ``z`` is estimated with RGE (Sec. 3: ``d / (q mu) * sum_i (l(z + mu u_i) -
+  l(z)) u_i``, ``u_i`` uniform on the unit sphere) in the low-dimensional code space
   (the point of the autoencoder: the estimate's variance grows with the dimension ``d``), and
   the chain rule through the white-box encoder and denoiser is done by autograd on the
   surrogate ``<z, g>``. Without an autoencoder the estimate is taken on the image (ZO-DS,
