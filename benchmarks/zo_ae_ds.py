@@ -38,20 +38,11 @@ from torch import nn
 
 from sparta import models
 from sparta.certify.smoothing import certify_examples
-from sparta.defenses import DenoiserObjective, freeze_classifier, mse_pretrain
+from sparta.defenses import DenoiserObjective, freeze_classifier, mse_pretrain, noisy_accuracy
 from sparta.train import TrainConfig, Trainer, evaluate, load_splits
 
 RESULTS = Path(__file__).parent / "results"
 RADII = (0.0, 0.25, 0.5, 0.75)
-
-
-def noisy_acc(model: nn.Module, data: Any, sigma: float, seed: int) -> float:
-    """Accuracy of ``model`` on ``data`` under one draw of N(0, sigma^2) pixel noise."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad(), models.eval_mode(model):
-        x = data.x + sigma * torch.randn(data.x.shape, generator=g)
-        pred = torch.cat([model(c).argmax(1) for c in x.split(1000)])
-    return float((pred == data.y).float().mean())
 
 
 def main() -> None:
@@ -110,7 +101,7 @@ def main() -> None:
         args.ae_lr, seed=args.seed, quiet=True,
     )  # fmt: skip
     timings["ae_pretrain_s"] = time.perf_counter() - start
-    ae_acc = noisy_acc(nn.Sequential(base.encoder, base.decoder, clf), val, 0.0, args.seed)
+    ae_acc = noisy_accuracy(nn.Sequential(base.encoder, base.decoder, clf), val, 0.0, args.seed)
     print(json.dumps({"ae_mse": ae_mse, "val_acc_through_ae": ae_acc}), flush=True)
 
     den_cfg = TrainConfig(
@@ -145,7 +136,7 @@ def main() -> None:
             ),
         ]
         for name, model, objective in pipelines:
-            train_s, before = 0.0, noisy_acc(model, val, sigma, args.seed)
+            train_s, before = 0.0, noisy_accuracy(model, val, sigma, args.seed)
             if objective is not None:
                 start = time.perf_counter()
                 Trainer(model, den_train, den_cfg, objective=objective, quiet=True).fit()
@@ -157,8 +148,8 @@ def main() -> None:
                 "method": name,
                 "sigma": sigma,
                 "val_noisy_acc_stage1": before,  # MSE denoiser (+ AE), before the stability loss
-                "val_noisy_acc": noisy_acc(model, val, sigma, args.seed),
-                "clean_test_acc": noisy_acc(model, test, 0.0, args.seed),
+                "val_noisy_acc": noisy_accuracy(model, val, sigma, args.seed),
+                "clean_test_acc": noisy_accuracy(model, test, 0.0, args.seed),
                 "train_time_s": train_s,
                 "queries": objective.queries if objective is not None else 0,
                 **report.summary(RADII),
