@@ -44,6 +44,7 @@ EXTENSION_MODULES = (
     "sparta.commands.poison_train",
     "sparta.commands.supermask_train",
     "sparta.commands.zo_train",
+    "sparta.commands.denoise_train",
 )
 
 

@@ -5,6 +5,14 @@ Importing this package registers the objectives ``pgd-at``, ``trades`` and ``fas
 """
 
 from sparta.defenses.craft import AdversarialObjective, perturb
+from sparta.defenses.denoise import (
+    DenoiserObjective,
+    DenoiserValidation,
+    freeze_classifier,
+    mse_pretrain,
+    noisy_accuracy,
+    prepare,
+)
 from sparta.defenses.fast_at import FastAdversarialTraining
 from sparta.defenses.pgd_at import PGDAdversarialTraining
 from sparta.defenses.trades import TRADES, kl_per_example
@@ -13,11 +21,17 @@ from sparta.defenses.wot import WOT
 
 __all__ = [
     "AdversarialObjective",
+    "DenoiserObjective",
+    "DenoiserValidation",
     "TRADES",
     "WOT",
     "FastAdversarialTraining",
     "PGDAdversarialTraining",
     "RobustValidation",
+    "freeze_classifier",
     "kl_per_example",
+    "mse_pretrain",
+    "noisy_accuracy",
     "perturb",
+    "prepare",
 ]

@@ -9,7 +9,9 @@ counting helpers. Every model takes pixel-space inputs in [0, 1] and starts with
 """
 
 from sparta.models import convnet, lenet, mlp, pixelfly, resnet, vgg, vit, wrn  # noqa: F401  (register)
+from sparta.models.blackbox import BlackBox, BlackBoxGradientError
 from sparta.models.count import count_flops, count_nonzero, count_params, weight_sparsity
+from sparta.models.denoise import DenoisedClassifier, create_denoised
 from sparta.models.layers import Normalize
 from sparta.models.pixelfly import PixelflyLinear, pixelfly_
 from sparta.models.registry import create, entry, from_spec, names, register_model, spec_of
@@ -25,12 +27,16 @@ from sparta.models.utils import (
 )
 
 __all__ = [
+    "BlackBox",
+    "BlackBoxGradientError",
+    "DenoisedClassifier",
     "Normalize",
     "bare",
     "count_flops",
     "count_nonzero",
     "count_params",
     "create",
+    "create_denoised",
     "device_of",
     "dtype_of",
     "entry",
