@@ -37,7 +37,7 @@ def target(tmp_path_factory):
 
 def test_black_box_run_counts_queries_keeps_the_classifier_and_certifies(target, tmp_path):
     args = ["--quiet", "train", *BASE, *DENOISE, "--target", str(target), "--black-box"]
-    args += ["--ae-latent", "8", "--zo-q", "3", "--out", str(tmp_path), "--name", "zo"]
+    args += ["--ae-latent", "8", "--denoise-q", "3", "--out", str(tmp_path), "--name", "zo"]
     assert main(args) == 0
     run = tmp_path / "zo"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -69,7 +69,7 @@ def test_first_order_run_has_no_queries_and_no_autoencoder(target, tmp_path):
 
 def test_killed_black_box_run_resumes_to_the_same_weights(target, tmp_path):
     args = [*SPARTA, "train", *BASE, *DENOISE, "--target", str(target), "--black-box"]
-    args += ["--ae-latent", "8", "--zo-q", "2", "--out", str(tmp_path)]
+    args += ["--ae-latent", "8", "--denoise-q", "2", "--out", str(tmp_path)]
     rows = kill_after_first_epoch_and_resume(args, tmp_path, "killed")
     assert [r["epoch"] for r in rows] == [1, 2]
     assert rows[-1]["queries"] == 2 * rows[0]["queries"]
@@ -84,7 +84,7 @@ def test_killed_black_box_run_resumes_to_the_same_weights(target, tmp_path):
         (["--denoiser", "dncnn", "--target", "no/such/run"], "no/such/run"),
         (["--denoiser", "unet", "--target", "x"], "denoiser"),
         (["--black-box"], "black_box"),
-        (["--denoiser", "dncnn", "--target", "TARGET", "--zo-q", "0"], "zo_q"),
+        (["--denoiser", "dncnn", "--target", "TARGET", "--denoise-q", "0"], "denoise_q"),
         (["--denoiser", "dncnn", "--target", "TARGET", "--denoise-sigma", "0"], "denoise_sigma"),
         (["--denoiser", "dncnn", "--target", "TARGET", "--adv", "pgd"], "--denoiser"),
     ],

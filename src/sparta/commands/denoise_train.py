@@ -45,8 +45,8 @@ class DenoiseTrainOptions(Options):
     denoise_sigma: float = option(0.25, "Gaussian noise std (pixels) the denoiser is trained for")
     denoiser_depth: int = option(5, "DnCNN convolutions (features: 32 x --width)")
     ae_latent: int = option(0, "autoencoder code size after the denoiser (ZO-AE-DS); 0: none")
-    zo_q: int = option(20, "random directions per ZO gradient estimate (--black-box)")
-    zo_mu: float = option(0.005, "ZO finite-difference radius (--black-box)")
+    denoise_q: int = option(20, "random directions per ZO gradient estimate (--black-box)")
+    denoise_mu: float = option(0.005, "ZO finite-difference radius (--black-box)")
     denoise_pretrain_epochs: int = option(1, "MSE pre-training epochs of denoiser and autoencoder")
 
     def __post_init__(self) -> None:
@@ -63,8 +63,8 @@ class DenoiseTrainOptions(Options):
         require(self.denoise_sigma > 0, "denoise_sigma", self.denoise_sigma, "a number > 0")
         require(self.denoiser_depth >= 2, "denoiser_depth", self.denoiser_depth, "an integer >= 2")
         require(self.ae_latent >= 0, "ae_latent", self.ae_latent, "an integer >= 0")
-        require(self.zo_q >= 1, "zo_q", self.zo_q, "an integer >= 1")
-        require(self.zo_mu > 0, "zo_mu", self.zo_mu, "a number > 0")
+        require(self.denoise_q >= 1, "denoise_q", self.denoise_q, "an integer >= 1")
+        require(self.denoise_mu > 0, "denoise_mu", self.denoise_mu, "a number > 0")
         require(
             self.denoise_pretrain_epochs >= 0,
             "denoise_pretrain_epochs",
@@ -114,7 +114,7 @@ def setup(opts: DenoiseTrainOptions, plan: TrainPlan, cfg: Any, splits: Any) -> 
     )
     plan.model = net
     plan.objective = DenoiserObjective(
-        opts.denoise_sigma, opts.black_box, opts.zo_q, opts.zo_mu, seed=cfg.seed
+        opts.denoise_sigma, opts.black_box, opts.denoise_q, opts.denoise_mu, seed=cfg.seed
     )
     plan.callbacks.append(DenoiserValidation(splits.val, opts.denoise_sigma, seed=cfg.seed, n=1000))
     if splits.val is not None and len(splits.val) and cfg.best_metric == "val_acc":
