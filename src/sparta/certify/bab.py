@@ -87,6 +87,7 @@ class _Domain:
     ref: dict[str, Interval]  # bounds of every ReLU/MaxPool input, without batch dim
     score: dict[str, torch.Tensor]  # ReLU input name -> flat branching scores
     splits: dict[str, torch.Tensor]  # ReLU input name -> split signs (+1 active, -1 inactive, 0)
+    warm: dict[str, dict[str, torch.Tensor]]  # "alpha"/"beta" -> ReLU name -> (rows, *shape)
 
 
 def _margin_rows(y: int, k: int, n: int, device: torch.device) -> torch.Tensor:
@@ -128,7 +129,7 @@ def _pick(d: _Domain) -> tuple[str, int] | None:
 
 def _children(
     d: _Domain, name: str, i: int
-) -> list[tuple[dict[str, Interval], dict[str, torch.Tensor]]]:
+) -> list[tuple[dict[str, Interval], dict[str, torch.Tensor]]]:  # the warm start is d.warm
     """(reference bounds, split signs) of the active and the inactive child."""
     kids = []
     for active in (True, False):
@@ -152,6 +153,30 @@ def _stack(refs: list[dict[str, Interval]]) -> dict[str, Interval]:
         k: (torch.stack([r[k][0] for r in refs]), torch.stack([r[k][1] for r in refs]))
         for k in refs[0]
     }
+
+
+def _stack_warm(
+    graph: Graph, warm: list[dict[str, dict[str, torch.Tensor]]], rows: int
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Warm starts of a batch of domains, ``(rows, n, *shape)`` per ReLU (zeros where a domain
+    has none: its neurons there are all stable, or it has no split there)."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for kind in ("alpha", "beta"):
+        names = {k for w in warm for k in w.get(kind, {})}
+        for k in names:
+            like = next(w[kind][k] for w in warm if k in w.get(kind, {}))
+            zero = torch.zeros(
+                (rows, *graph.by_name[k].shape), dtype=like.dtype, device=like.device
+            )
+            parts = [w[kind][k] if k in w.get(kind, {}) else zero for w in warm]
+            out.setdefault(kind, {})[k] = torch.stack(parts, 1)
+    return out
+
+
+def _unstack(
+    warm: dict[str, dict[str, torch.Tensor]], j: int
+) -> dict[str, dict[str, torch.Tensor]]:
+    return {kind: {k: v[:, j] for k, v in d.items()} for kind, d in warm.items()}
 
 
 def _stack_splits(
@@ -192,9 +217,16 @@ class BaB:
         ibp: dict[str, Interval],
         ref: dict[str, Interval] | None,
         splits: dict[str, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, list[dict], dict[str, Interval], torch.Tensor]:
-        """Bounds for ``n`` copies of ``x`` under reference bounds and split signs: ``(lower
-        (rows, n), worst points (n, *shape), scores, bounds, infeasible (n,))``."""
+        warm: dict[str, dict[str, torch.Tensor]] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[dict], dict[str, Interval], torch.Tensor, list]:
+        """Bounds for ``n`` copies of ``x`` under reference bounds, split signs and warm starts
+        (stacked, see :func:`_stack_warm`): ``(lower (rows, n), worst points (n, *shape),
+        scores, bounds, infeasible (n,), warm starts (n dicts; None where not optimised))``.
+
+        Sub-problems first get CROWN's bound under their splits; only those it does not close
+        (and that are feasible) are optimised (alpha/beta-CROWN), warm-started from ``warm``
+        and stopped as soon as all of them are verified (alpha-beta-CROWN's BaB: the parent's
+        optimised slopes and multipliers, a new split's multiplier 0, then few joint steps)."""
         n = 1 if ref is None else next(iter(ref.values()))[0].shape[0]
         dom = InputDomain(x.expand(n, *x.shape[1:]), self.eps, self.norm)
         ibp_n = {
@@ -205,28 +237,54 @@ class BaB:
         record: dict[str, torch.Tensor] = {}
         k = ibp[self.graph.output][0].shape[1]
         spec = _margin_rows(y, k, n, x.device)
-        if self.bound == "crown":
-            low, pts = output_bounds(self.graph, dom, spec, bnds, None, record, True)
-        else:
-            beta = splits if self.bound == "beta-crown" else None
-            low, bnds, pts = optimize_bounds(
-                self.graph,
-                dom,
-                spec,
-                bnds,
-                beta,
-                self.steps,
-                intermediate=ref is None,  # sub-problems: the root's optimised bounds, fixed
-                record=record,
-                point=True,
-            )
-        worst = low.argmin(0)
-        points = pts[worst, torch.arange(n, device=x.device)]  # type: ignore[index]
         bad = torch.zeros(n, dtype=torch.bool, device=x.device)
         for name, (lo, up) in bnds.items():
             if name != self.graph.input.name:
                 bad |= (lo > up).flatten(1).any(1)
-        return low, points, _scores(self.graph, bnds, record, worst), bnds, bad
+        warm_out: list = [None] * n
+        if ref is None and self.bound != "crown":  # the root: every layer's slopes, cold
+            found: dict[str, dict[str, torch.Tensor]] = {}
+            low, bnds, pts = optimize_bounds(
+                self.graph, dom, spec, bnds, None, self.steps, record=record, point=True,
+                warm=found,
+            )  # fmt: skip
+            warm_out = [_unstack(found, 0)]
+        else:
+            low, pts = output_bounds(self.graph, dom, spec, bnds, None, record, True)
+            open_ = ((low <= 0).any(0) & ~bad).nonzero().squeeze(1)
+            if self.bound != "crown" and open_.numel():
+                sub = {key: (lo[open_], up[open_]) for key, (lo, up) in bnds.items()}
+                found = {kind: {key: v[:, open_] for key, v in d.items()}
+                         for kind, d in (warm or {}).items()}  # fmt: skip
+                beta = None
+                if self.bound == "beta-crown" and splits is not None:
+                    beta = {key: v[open_] for key, v in splits.items()}
+                rec: dict[str, torch.Tensor] = {}
+                low_o, _, pts_o = optimize_bounds(
+                    self.graph,
+                    InputDomain(x.expand(open_.numel(), *x.shape[1:]), self.eps, self.norm),
+                    spec[:, open_],
+                    sub,
+                    beta,
+                    self.steps,
+                    intermediate=False,  # sub-problems: the root's optimised bounds, fixed
+                    record=rec,
+                    point=True,
+                    warm=found,
+                    stop=True,
+                    known=low[:, open_],
+                )
+                low[:, open_] = low_o
+                if pts_o is not None:  # None when no step ran (the CROWN points stay)
+                    pts[:, open_] = pts_o  # type: ignore[index]
+                for key, v in rec.items():
+                    record[key][:, open_] = v
+                for j, i in enumerate(open_.tolist()):
+                    warm_out[i] = _unstack(found, j)
+        worst = low.argmin(0)
+        points = pts[worst, torch.arange(n, device=x.device)]  # type: ignore[index]
+        scores = _scores(self.graph, bnds, record, worst)
+        return low, points, scores, bnds, bad, warm_out
 
     def _falsify(self, points: torch.Tensor, y: int) -> int | None:
         pred = self.graph.forward(points).argmax(1)
@@ -296,11 +354,12 @@ class BaB:
         """Verify ``x`` (1, *shape) with label ``y``."""
         deadline = time.perf_counter() + timeout
         ibp = interval(self.graph, InputDomain(x, self.eps, self.norm))
-        low, points, scores, bnds, _ = self._bound(x, y, ibp, None)
+        low, points, scores, bnds, _, warm = self._bound(x, y, ibp, None)
         if (i := self._falsify(points, y)) is not None:
             return BabResult("falsified", 0, points[i : i + 1], float(low.min()))
         keep = {k: (lo[0], up[0]) for k, (lo, up) in bnds.items() if k != self.graph.input.name}
-        domains = [_Domain(low[:, 0], keep, scores[0], {})] if low.min() <= 0 else []
+        root = _Domain(low[:, 0], keep, scores[0], {}, warm[0] or {})
+        domains = [root] if low.min() <= 0 else []
         branches, exhausted = 0, 0
         while domains:
             if time.perf_counter() > deadline or branches >= max_branches:
@@ -323,8 +382,14 @@ class BaB:
             if not refs:
                 break
             branches += len(refs)
-            low, points, scores, bnds, bad = self._bound(
-                x, y, ibp, _stack(refs), _stack_splits(signs, refs[0])
+            rows = len(parents[0].lower)
+            low, points, scores, bnds, bad, warm = self._bound(
+                x,
+                y,
+                ibp,
+                _stack(refs),
+                _stack_splits(signs, refs[0]),
+                _stack_warm(self.graph, [p.warm for p in parents], rows),
             )
             if (i := self._falsify(points, y)) is not None:
                 return BabResult("falsified", branches, points[i : i + 1], float(low[:, i].min()))
@@ -333,7 +398,7 @@ class BaB:
                 if bad[j] or low[:, j].min() > 0:
                     continue
                 ref = {k: (lo[j], up[j]) for k, (lo, up) in bnds.items() if k in keep}
-                domains.append(_Domain(low[:, j], ref, scores[j], signs[j]))
+                domains.append(_Domain(low[:, j], ref, scores[j], signs[j], warm[j] or {}))
         if not domains and not exhausted:
             return BabResult("verified", branches, None, 0.0)
         worst = min([float(d.lower.min()) for d in domains] or [float("nan")])
