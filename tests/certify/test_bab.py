@@ -156,3 +156,42 @@ def test_bab_lp_finish_on_maxpool_nets_is_sound_and_closes_leaves(seed, bound, m
     if seed == 28 and bound == "crown":  # margin 0.004 > 0: leaves closed by the LP (with
         # beta-CROWN the warm-started bounds close those sub-problems before they are leaves)
         assert truth > 0 and "verified" in leaves
+
+
+@pytest.mark.parametrize("branching", ["fsb", "intercept"])
+@pytest.mark.parametrize("bound", ["beta-crown", "alpha-crown"])
+def test_bab_branchings_agree_with_the_grid(bound, branching):
+    """Every branching heuristic and warm-started alpha/beta bound closes the two grid problems
+    CROWN cannot decide (both verified: true margins 0.000 and 0.029)."""
+    from sparta.certify.bab import BaB
+    from sparta.certify.graph import trace
+
+    for seed in (23, 41):
+        model, x, y = tiny_net(seed)
+        assert grid_min_margin(model, x, y, EPS) > -1e-6
+        bab = BaB(trace(model, (2,), "crown"), EPS, bound=bound, branching=branching)
+        res = bab.run(x, int(y), timeout=1e9, max_branches=5000)
+        assert res.status == "verified", (seed, res)
+
+
+def test_fsb_candidates_are_the_top_scores_of_each_layer():
+    """FSB's candidates: the top-k BaBSR scores and the top-k (most negative) intercept scores
+    over all layers, mapped back to (layer, neuron); stable neurons (score -1) never."""
+    from sparta.certify.bab import _candidates, _Domain
+
+    score = {"a": torch.tensor([0.5, -1.0, 0.1]), "b": torch.tensor([0.9, 0.2])}
+    icp = {"a": torch.tensor([-0.1, 0.0, -0.7]), "b": torch.tensor([0.0, -0.3])}
+    d = _Domain(torch.zeros(1), {}, score, icp, {}, {})
+    assert _candidates(d, 2) == [("b", 0), ("a", 0), ("a", 2), ("b", 1)]
+    assert _candidates(d, 1) == [("b", 0), ("a", 2)]
+    stable = {k: torch.full_like(v, -1.0) for k, v in score.items()}
+    assert _candidates(_Domain(torch.zeros(1), {}, stable, icp, {}, {}), 3) == []
+
+
+def test_branching_is_checked():
+    from sparta.certify.bab import BaB
+    from sparta.certify.graph import trace
+
+    model, _, _ = tiny_net(4)
+    with pytest.raises(ValueError, match="branching='random'.*fsb"):
+        BaB(trace(model, (2,), "crown"), EPS, branching="random")
