@@ -184,6 +184,8 @@ def test_fsb_candidates_are_the_top_scores_of_each_layer():
     d = _Domain(torch.zeros(1), {}, score, icp, {}, {})
     assert _candidates(d, 2) == [("b", 0), ("a", 0), ("a", 2), ("b", 1)]
     assert _candidates(d, 1) == [("b", 0), ("a", 2)]
+    assert _candidates(d, 1, "intercept") == [("a", 2)]
+    assert _candidates(d, 2, "babsr") == [("b", 0), ("a", 0)]
     stable = {k: torch.full_like(v, -1.0) for k, v in score.items()}
     assert _candidates(_Domain(torch.zeros(1), {}, stable, icp, {}, {}), 3) == []
 

@@ -134,7 +134,8 @@ def _scores(
     al. 2020, 1909.06588, Sec. 5.1, from the worst margin row's coefficients ``a`` on the ReLU
     output). BaBSR: ``|max(a b (s - 1), a b s) + min(a, 0) t|`` with ``s = u / (u - l)`` the
     upper slope, ``t = -l s`` its intercept and ``b`` the pre-activation's bias (-1 where not
-    unstable); intercept: ``min(a, 0) t`` (more negative is better; 0 where not unstable)."""
+    unstable); intercept: ``min(a, 0) t - 1e-6 t`` (more negative is better; 0 where not
+    unstable)."""
     n = worst.numel()
     out: list = [({}, {}) for _ in range(n)]
     for relu in graph.relus():
@@ -149,6 +150,7 @@ def _scores(
         icp = torch.where(unstable, a.clamp(max=0) * -lo * slope, 0.0)
         ab = a * _pre_bias(graph, name)
         babsr = (torch.maximum(ab * (slope - 1), ab * slope) + icp).abs()
+        icp = icp + 1e-6 * lo * slope  # ties (a >= 0) break on the intercept alone
         babsr = torch.where(unstable, babsr, -1.0)
         for i in range(n):
             out[i][0][name] = babsr[i]
@@ -156,9 +158,10 @@ def _scores(
     return out
 
 
-def _candidates(d: _Domain, k: int) -> list[tuple[str, int]]:
+def _candidates(d: _Domain, k: int, by: str = "both") -> list[tuple[str, int]]:
     """FSB's candidates (De Palma et al. 2021, 2104.06718, Sec. 5: the top ``k`` of BaBSR's
-    score and the top ``k`` of the intercept score), unstable neurons only; [] for a leaf."""
+    score, then the top ``k`` of the intercept score; ``by`` "babsr" / "intercept": one score's
+    only), unstable neurons only; [] for a leaf."""
     names = list(d.score)
     sizes = [d.score[n].numel() for n in names]
     babsr = torch.cat([d.score[n] for n in names])
@@ -167,8 +170,9 @@ def _candidates(d: _Domain, k: int) -> list[tuple[str, int]]:
     m = int(free.sum())
     if m == 0:
         return []
-    picks = babsr.topk(min(k, m)).indices.tolist()
-    picks += torch.where(free, -icp, -math.inf).topk(min(k, m)).indices.tolist()
+    picks = babsr.topk(min(k, m)).indices.tolist() if by != "intercept" else []
+    if by != "babsr":
+        picks += torch.where(free, -icp, -math.inf).topk(min(k, m)).indices.tolist()
     starts = [0, *itertools.accumulate(sizes)]
     out: list[tuple[str, int]] = []
     for flat in dict.fromkeys(picks):  # unique, in order
@@ -410,9 +414,9 @@ class BaB:
         (min over margin rows) from one batched backward pass with the domain's intermediate
         bounds fixed except the split neuron's (and its slopes and multipliers, if any); the best
         wins. ``branching="babsr"``: BaBSR's top score alone."""
-        cands = [_candidates(d, self.fsb_k) for d in ds]
         if self.branching != "fsb":  # the top BaBSR / intercept score
-            return [c[0 if self.branching == "babsr" else -1] if c else None for c in cands]
+            return [next(iter(_candidates(d, 1, self.branching)), None) for d in ds]
+        cands = [_candidates(d, self.fsb_k) for d in ds]
         refs, signs, warm = [], [], []
         for d, cs in zip(ds, cands, strict=True):
             for c in cs:
