@@ -39,7 +39,7 @@ def grid_min_margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
 @pytest.mark.parametrize("seed", [4, 8, 21, 23, 41])
 def test_bab_agrees_with_exhaustive_grid(seed, bound):
     model, x, y = tiny_net(seed)
-    res = verify(model, x, y, EPS, method="bab", timeout=20, bab_bound=bound)
+    res = verify(model, x, y, EPS, method="bab", timeout=120, bab_bound=bound)
     truth = grid_min_margin(model, x, y, EPS)
     status = res.status[0]
     if status == "verified":
@@ -61,7 +61,7 @@ def test_beta_crown_needs_fewer_branches_than_crown():
     for seed in (23, 41, 8):
         model, x, y = tiny_net(seed)
         found = {
-            b: verify(model, x, y, EPS, method="bab", timeout=20, bab_bound=b)
+            b: verify(model, x, y, EPS, method="bab", timeout=120, bab_bound=b)
             for b in ("crown", "beta-crown")
         }
         assert found["crown"].status == found["beta-crown"].status
@@ -78,7 +78,7 @@ def test_bab_bound_is_checked():
 
 def test_unknown_at_branch_limit():
     model, x, y = tiny_net(23)
-    res = verify(model, x, y, EPS, method="bab", timeout=20, max_branches=2)
+    res = verify(model, x, y, EPS, method="bab", timeout=120, max_branches=2)
     assert res.status == ["unknown"] and int(res.branches[0]) == 2
 
 
@@ -146,7 +146,7 @@ def test_bab_lp_finish_on_maxpool_nets_is_sound_and_closes_leaves(seed, bound, m
         return found
 
     monkeypatch.setattr(BaB, "_leaf", spy)
-    res = verify(model, x, y, EPS, method="bab", timeout=20, bab_bound=bound)
+    res = verify(model, x, y, EPS, method="bab", timeout=120, bab_bound=bound)
     truth = grid_min_margin(lambda p: model(p.view(-1, 1, 1, 2)), x.view(1, 2), y, EPS)
     assert not bounds(model, x, EPS, method="crown", y=y).verified[0]
     if truth < -1e-3:  # a counterexample exists: never "verified"

@@ -477,7 +477,7 @@ def optimize_bounds(
     and zeros (a missing ReLU starts cold); when it is not empty the alpha-only phase is
     skipped and the ``steps`` are joint alpha/beta steps. On return (also when it was given
     empty) it holds each example's output slopes and multipliers of its best step (the final
-    pass uses every parameter's best step too). ``stop``: end the optimisation
+    pass, with the last step's parameters, included). ``stop``: end the optimisation
     as soon as every row of every example is positive (auto_LiRPA's stop criterion in BaB).
     ``known``: CROWN's lower bounds ``(rows, B)`` when the caller has them (BaB): their pass is
     skipped (the points then come from the final pass).
@@ -580,14 +580,17 @@ def optimize_bounds(
                 for v in b_params:
                     v.clamp_(min=0)
     with torch.no_grad():
-        for v, k in zip(a_params + b_params, keep, strict=True):
-            v.copy_(k)
-        if warm is not None:
-            warm["alpha"] = {k: v.detach() for k, v in alphas.get(graph.output, {}).items()}
-            warm["beta"] = {k: v.detach() for k, v in betas.get(graph.output, {}).items()}
         if record is not None:
             record.clear()
         low, cur, pts = evaluate(bool(b_params), bounds, record, point)
+        if warm is not None:  # each example's best parameters (the final pass's included)
+            better = low.sum(0) > kept
+            for v, k in zip(a_params + b_params, keep, strict=True):
+                k[:, better] = v[:, better]
+            best_of = {id(v): k for v, k in zip(a_params + b_params, keep, strict=True)}
+            out = graph.output
+            warm["alpha"] = {n: best_of[id(v)] for n, v in alphas.get(out, {}).items()}
+            warm["beta"] = {n: best_of[id(v)] for n, v in betas.get(out, {}).items()}
     return torch.maximum(best, low), cur, points if pts is None else pts
 
 
