@@ -35,7 +35,7 @@ betas are alpha-beta-CROWN's ``enable_opt_interm_bounds``, off by default in its
 cost a gradient pass through every intermediate layer's rows per step, 12x the output's on
 LeNet-300-100, see BENCHMARKS.md).
 
-Cost per batch (alpha-beta-CROWN's BaB practice, 2103.06624 Sec. 3.3 and its ``beta_crown``
+Cost per batch (alpha-beta-CROWN's BaB practice, 2103.06624 Sec. 3, and its ``beta_crown``
 solver): every child first gets CROWN's bound under its splits; only the children CROWN leaves
 open (and that are feasible) are optimised, warm-started from the parent's optimised output
 slopes and multipliers (alpha-beta-CROWN keeps them per domain and hands them to both children;

@@ -39,7 +39,9 @@ pre-activation during the backward pass. The betas (one per bounded node, row, e
 split neuron) are optimised jointly with the alphas and projected onto ``beta >= 0``, in as many
 steps again after alpha-CROWN's, warm-started from its slopes (as alpha-beta-CROWN's BaB starts
 from the parent's optimised slopes, with its lr_alpha 0.01 and lr_beta 0.05): beta = 0 there, so
-every row's bound is never looser than alpha-CROWN's at equal steps.
+every row's bound is never looser than alpha-CROWN's at equal steps. In BaB the sub-problems
+start from their parent's optimised output slopes and multipliers instead (``warm``), and run
+the joint steps only.
 
 Grafted neurons (:class:`~sparta.certify.grafting.GraftedReLU`) are linear: both relaxations are
 their own line ``slope * x + intercept``, so they are exact, never unstable, need no intermediate
