@@ -523,7 +523,8 @@ def optimize_bounds(
     b_params = [t for d in betas.values() for t in d.values()]
     if steps <= 0 or not (a_params or b_params) or (stop and bool((best > 0).all())):
         return best, bounds, points
-    keep = [t.detach().clone() for t in a_params + b_params]  # each example's best step's
+    # each example's best parameters, for the warm start only (no copies otherwise)
+    keep = [t.detach().clone() for t in a_params + b_params] if warm is not None else []
     kept = torch.full_like(best[0], -math.inf)
 
     init, bounds = bounds, dict(bounds)  # CROWN's (the reference of every step), the best seen
@@ -561,11 +562,12 @@ def optimize_bounds(
                 low, cur, _ = evaluate(joint, init)
                 grads = torch.autograd.grad(-low.sum(), params, allow_unused=True)
             best = torch.maximum(best, low.detach())
-            total = low.detach().sum(0)
-            better = total > kept
-            kept = torch.where(better, total, kept)
-            for v, k in zip(a_params + b_params, keep, strict=True):
-                k[:, better] = v.detach()[:, better]
+            if keep:
+                total = low.detach().sum(0)
+                better = total > kept
+                kept = torch.where(better, total, kept)
+                for v, k in zip(a_params + b_params, keep, strict=True):
+                    k[:, better] = v.detach()[:, better]
             done = stop and bool((best > 0).all())
             for k, (lo, up) in cur.items():  # the tightest seen (each is sound)
                 bounds[k] = (
