@@ -10,13 +10,18 @@ its table: ``--epochs`` epochs of SGD, validation split for the checkpoint), Lin
    slopes" (a slope per (bounded node, ReLU) pair, intermediate bounds re-optimised), both 20
    Adam steps, lr 0.5. Times are measured interleaved in one process.
 2. **Complete verification**: BaB on ``--n-test`` test images (PGD falsifier, 20 steps, as
-   ``sparta certify --method bab``) with sub-problems bounded by plain CROWN (the previous BaB)
-   and by beta-CROWN (the new default), at each per-image ``--timeouts``: verified / falsified /
-   unknown, branches, time.
+   ``sparta certify --method bab``) with sub-problems bounded by each of ``--bab-bounds`` (plain
+   CROWN: the previous BaB; alpha-CROWN; beta-CROWN: the default), at each per-image
+   ``--timeouts`` (wall-clock: on a loaded machine they buy less work) and at each per-image
+   branch budget ``--bab-max-branches`` (with ``--branch-timeout`` seconds as a cap; the
+   load-independent comparison): verified / falsified / unknown, branches, time (wall) and CPU
+   time. ``--n-alpha 0`` skips part 1.
 
 Writes ``beta_crown.json`` and ``beta_crown.md`` to ``--results``. Full run:
 
     python benchmarks/beta_crown.py --threads 1
+    python benchmarks/beta_crown.py --threads 1 --eps 0.03 --n-alpha 0 --n-test 100 \\
+        --bab-bounds crown alpha-crown beta-crown --timeouts 2 10 --bab-max-branches 300
     python benchmarks/beta_crown.py --epochs 1 --train-subset 2000 --n-alpha 10 --n-test 20 \\
         --timeouts 0.5 --results /tmp/bc     # smoke test
 """
@@ -75,34 +80,38 @@ def margin_bounds(model, x, y, eps: float) -> dict[str, Any]:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    a = res["alpha"]
     lines = [
         f"torch {res['torch']}, Fashion-MNIST LeNet-300-100, Linf eps = {res['config']['eps']:g}",
-        "",
-        f"alpha-CROWN on {res['config']['n_alpha']} test images (margin bounds, j != y):",
-        "",
-        "| bound | mean gain over CROWN | max gain | verified | time (s) |",
-        "|---|---|---|---|---|",
-        f"| CROWN | 0 | 0 | {a['crown_verified']} | {a['crown_time_s']:.2f} |",
     ]
-    for key, label in (("output_slopes", "alpha, output slopes (before)"),
-                       ("all_slopes", "alpha, all slopes (after)")):  # fmt: skip
-        lines.append(
-            f"| {label} | {a[key + '_mean_gain']:.4f} | {a[key + '_max_gain']:.4f} | "
-            f"{a[key + '_verified']} | {a[key + '_time_s']:.2f} |"
-        )
+    if "alpha" in res:
+        a = res["alpha"]
+        lines += [
+            "",
+            f"alpha-CROWN on {res['config']['n_alpha']} test images (margin bounds, j != y):",
+            "",
+            "| bound | mean gain over CROWN | max gain | verified | time (s) |",
+            "|---|---|---|---|---|",
+            f"| CROWN | 0 | 0 | {a['crown_verified']} | {a['crown_time_s']:.2f} |",
+        ]
+        for key, label in (("output_slopes", "alpha, output slopes (before)"),
+                           ("all_slopes", "alpha, all slopes (after)")):  # fmt: skip
+            lines.append(
+                f"| {label} | {a[key + '_mean_gain']:.4f} | {a[key + '_max_gain']:.4f} | "
+                f"{a[key + '_verified']} | {a[key + '_time_s']:.2f} |"
+            )
     lines += [
         "",
         f"BaB on {res['config']['n_test']} test images:",
         "",
-        "| sub-problem bound | timeout (s) | verified | falsified | unknown | wrong | branches "
-        "| time (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| sub-problem bound | timeout (s) | max branches | verified | falsified | unknown | wrong "
+        "| branches | time (s) | CPU (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["bab"]:
         lines.append(
-            f"| {r['bab_bound']} | {r['timeout']:g} | {r['verified']} | {r['falsified']} | "
-            f"{r['unknown']} | {r['wrong']} | {r['branches']} | {r['time_s']:.1f} |"
+            f"| {r['bab_bound']} | {r['timeout']:g} | {r['max_branches']} | {r['verified']} | "
+            f"{r['falsified']} | {r['unknown']} | {r['wrong']} | {r['branches']} | "
+            f"{r['time_s']:.1f} | {r['cpu_s']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -116,6 +125,8 @@ def main() -> None:
     p.add_argument("--n-alpha", type=int, default=100)
     p.add_argument("--n-test", type=int, default=200)
     p.add_argument("--timeouts", type=float, nargs="*", default=[2.0, 5.0])
+    p.add_argument("--bab-max-branches", type=int, nargs="*", default=[])
+    p.add_argument("--branch-timeout", type=float, default=120.0, help="cap of those rows (s)")
     p.add_argument("--bab-bounds", nargs="*", default=["crown", "beta-crown"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
@@ -151,17 +162,29 @@ def main() -> None:
     res["train_time_s"] = time.perf_counter() - start
     res["test_acc"] = evaluate(model, test)["acc"]
     n_alpha = min(args.n_alpha, len(test))
-    res["alpha"] = margin_bounds(model, test.x[:n_alpha], test.y[:n_alpha].long(), args.eps)
-    print(json.dumps(res["alpha"]), flush=True)
+    if n_alpha:
+        x, y = test.x[:n_alpha], test.y[:n_alpha].long()
+        res["alpha"] = margin_bounds(model, x, y, args.eps)
+        print(json.dumps(res["alpha"]), flush=True)
     res["bab"] = []
-    for timeout in args.timeouts:
-        for bound in args.bab_bounds:  # interleaved: both bounds at one timeout, then the next
+    budgets = [(t, 100_000) for t in args.timeouts]
+    budgets += [(args.branch_timeout, b) for b in args.bab_max_branches]
+    for timeout, max_branches in budgets:
+        for bound in args.bab_bounds:  # interleaved: every bound at one budget, then the next
+            cpu = time.process_time()
             out = verified_accuracy(
-                model, test, args.eps, method="bab", timeout=timeout, bab_bound=bound
+                model,
+                test,
+                args.eps,
+                method="bab",
+                timeout=timeout,
+                bab_bound=bound,
+                max_branches=max_branches,
             )
-            row = {"bab_bound": bound, "timeout": timeout}
+            row = {"bab_bound": bound, "timeout": timeout, "max_branches": max_branches}
             row.update({k: out[k] for k in ("verified", "falsified", "unknown", "wrong")})
             row.update(branches=out["branches"], time_s=out["time_s"])
+            row["cpu_s"] = time.process_time() - cpu
             res["bab"].append(row)
             print(json.dumps(row), flush=True)
     out_dir = Path(args.results)

@@ -206,3 +206,61 @@ def test_alpha_crown_in_chunks_is_sound_and_never_looser_than_crown(monkeypatch)
     with torch.no_grad():
         out = torch.stack([model(p) for p in pts])
     assert (out >= chunked.lower - TOL).all() and (out <= chunked.upper + TOL).all()
+
+
+def test_warm_started_beta_is_sound_and_keeps_its_start():
+    """BaB's warm start (2103.06624 Sec. 3; alpha-beta-CROWN's children inherit the parent's
+    slopes and multipliers): the child's bound from the parent's optimised slopes is sound on the
+    sub-domain, never looser than CROWN's or than the bound at its start point, and the returned
+    multipliers are >= 0 and 0 on every neuron that is not split."""
+    model, x, y = mlp(1)
+    graph, dom, ibp, spec = setup(model, x, y)
+    crown = intermediate_bounds(graph, dom, ibp)
+    parent: dict = {}
+    optimize_bounds(graph, dom, spec, crown, steps=10, intermediate=False, warm=parent)
+    assert parent["alpha"] and not parent["beta"]  # no split at the parent
+    anchor = samples(x, EPS, 2, seed=5)[1]
+    bnds, splits = split_subproblem(graph, dom, ibp, anchor)
+    sign = {r.name: splits[r.inputs[0]] for r in graph.relus()}
+    with torch.no_grad():
+        crown_low, _ = output_bounds(graph, dom, spec, bnds)
+        start, _ = output_bounds(graph, dom, spec, bnds, parent["alpha"])
+    child = {"alpha": dict(parent["alpha"])}
+    low, _, _ = optimize_bounds(
+        graph, dom, spec, bnds, splits, steps=5, intermediate=False, warm=child
+    )
+    assert (low >= crown_low - 1e-5).all() and (low >= start - 1e-5).all()
+    assert (low > start + 1e-4).any()  # the multipliers and slopes moved the bound
+    for name, beta in child["beta"].items():
+        assert (beta >= 0).all() and (beta[:, sign[name] == 0] == 0).all()
+        assert (beta[:, sign[name] != 0] > 0).any()
+    pts = torch.cat([anchor[None], samples(x, EPS, 4000, seed=2)])
+    keep = in_subdomain(graph, pts, splits)
+    assert keep[1:].any()
+    with torch.no_grad():
+        z = model(pts.flatten(0, 1)).view(len(pts), len(x), -1)
+    margins = z.gather(2, y[None, :, None].expand(len(pts), -1, 1)) - z
+    gap = (low.t()[None] - margins).amax(2)
+    assert (gap[keep] <= TOL).all(), float(gap[keep].max())
+
+
+def test_early_stop_ends_once_every_row_is_positive(monkeypatch):
+    """``stop``: when CROWN already proves every row, no optimisation step runs."""
+    from sparta.certify import crown as crown_mod
+
+    model, x, y = mlp(0)
+    x, y = x[1:2], y[1:2]
+    graph, dom, ibp, spec = setup(model, x, y)
+    spec = spec[torch.arange(spec.shape[0]) != y[0]]  # rows j != y
+    bnds = intermediate_bounds(graph, dom, ibp)
+    assert any(bool(((lo < 0) & (up > 0)).any()) for lo, up in bnds.values())  # slopes to fit
+    calls = []
+    real = crown_mod.output_bounds
+    monkeypatch.setattr(
+        crown_mod, "output_bounds", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    low, _, _ = optimize_bounds(graph, dom, spec, bnds, steps=5, intermediate=False, stop=True)
+    assert (low > 0).all() and len(calls) == 1  # CROWN's pass only
+    calls.clear()
+    optimize_bounds(graph, dom, spec, bnds, steps=5, intermediate=False)
+    assert len(calls) == 1 + 5 + 1  # CROWN, the steps, the final pass

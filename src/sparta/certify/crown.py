@@ -39,7 +39,9 @@ pre-activation during the backward pass. The betas (one per bounded node, row, e
 split neuron) are optimised jointly with the alphas and projected onto ``beta >= 0``, in as many
 steps again after alpha-CROWN's, warm-started from its slopes (as alpha-beta-CROWN's BaB starts
 from the parent's optimised slopes, with its lr_alpha 0.01 and lr_beta 0.05): beta = 0 there, so
-every row's bound is never looser than alpha-CROWN's at equal steps.
+every row's bound is never looser than alpha-CROWN's at equal steps. In BaB the sub-problems
+start from their parent's optimised output slopes and multipliers instead (``warm``), and run
+the joint steps only.
 
 Grafted neurons (:class:`~sparta.certify.grafting.GraftedReLU`) are linear: both relaxations are
 their own line ``slope * x + intercept``, so they are exact, never unstable, need no intermediate
@@ -457,6 +459,9 @@ def optimize_bounds(
     intermediate: bool = True,
     record: dict[str, torch.Tensor] | None = None,
     point: bool = False,
+    warm: dict[str, dict[str, torch.Tensor]] | None = None,
+    stop: bool = False,
+    known: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, Interval], torch.Tensor | None]:
     """alpha-CROWN, or beta-CROWN with ``splits``: lower bounds ``(rows, B)`` of
     ``spec @ logits``, never below CROWN's, the tightest intermediate bounds seen, and (with
@@ -468,16 +473,30 @@ def optimize_bounds(
     after alpha-CROWN's ``steps``. ``intermediate=False`` keeps the intermediate
     bounds fixed and optimises the output's slopes only. ``record`` receives the final pass's
     coefficients on each ReLU output (see :func:`backward`).
+
+    ``warm`` (BaB's warm start): ``{"alpha": {ReLU name: (rows, B, *shape)}, "beta": {...}}``,
+    the output specification's slopes and multipliers to start from instead of CROWN's slopes
+    and zeros (a missing ReLU starts cold); when it is not empty the alpha-only phase is
+    skipped and the ``steps`` are joint alpha/beta steps. On return (also when it was given
+    empty) it holds each example's output slopes and multipliers of its best step (the final
+    pass, with the last step's parameters, included). ``stop``: end the optimisation
+    as soon as every row of every example is positive (auto_LiRPA's stop criterion in BaB).
+    ``known``: CROWN's lower bounds ``(rows, B)`` when the caller has them (BaB): their pass is
+    skipped (the points then come from the final pass).
     """
     bounds = {k: (lo.detach(), up.detach()) for k, (lo, up) in bounds.items()}
     spec = spec.detach()
+    warm_start = bool(warm)
     sign = {}
     for r in graph.relus():
         s = None if splits is None else splits.get(r.inputs[0])
         if s is not None and bool((s != 0).any()):
             sign[r.name] = s.to(spec.dtype)
-    with torch.no_grad():
-        best, points = output_bounds(graph, domain, spec, bounds, None, record, point)
+    if known is None:
+        with torch.no_grad():
+            best, points = output_bounds(graph, domain, spec, bounds, None, record, point)
+    else:
+        best, points = known.detach(), None
     refined = refined_nodes(graph, domain) if intermediate else []
     idx = {n: unstable_index(*bounds[n], graph.linear_neurons(n)) for n in refined}
     rows = {graph.output: spec.shape[0], **{n: 2 * idx[n].numel() for n in refined}}
@@ -491,17 +510,22 @@ def optimize_bounds(
         for r in graph.relus():
             if r.name not in above:
                 continue
-            if r.name in loose:  # CROWN's slopes (auto_LiRPA init_alpha)
+            start = warm if warm_start and target == graph.output else {}
+            if r.name in loose:  # CROWN's slopes (auto_LiRPA init_alpha) or the warm start's
                 init = relu_relaxation(*bounds[r.inputs[0]])[0]
-                t = init.expand(n_rows, *init.shape).clone().requires_grad_(True)
-                alphas.setdefault(target, {})[r.name] = t
+                init = start.get("alpha", {}).get(r.name, init.expand(n_rows, *init.shape))
+                alphas.setdefault(target, {})[r.name] = init.clone().requires_grad_(True)
             if r.name in sign:
                 t = torch.zeros((n_rows, *sign[r.name].shape), dtype=spec.dtype)
-                betas.setdefault(target, {})[r.name] = t.to(spec.device).requires_grad_(True)
+                t = start.get("beta", {}).get(r.name, t.to(spec.device))
+                betas.setdefault(target, {})[r.name] = t.clone().requires_grad_(True)
     a_params = [t for d in alphas.values() for t in d.values()]
     b_params = [t for d in betas.values() for t in d.values()]
-    if steps <= 0 or not (a_params or b_params):
+    if steps <= 0 or not (a_params or b_params) or (stop and bool((best > 0).all())):
         return best, bounds, points
+    # each example's best parameters, for the warm start only (no copies otherwise)
+    keep = [t.detach().clone() for t in a_params + b_params] if warm is not None else []
+    kept = torch.full_like(best[0], -math.inf)
 
     init, bounds = bounds, dict(bounds)  # CROWN's (the reference of every step), the best seen
 
@@ -519,23 +543,32 @@ def optimize_bounds(
     # alpha-CROWN's steps; with splits, then as many joint alpha/beta steps warm-started there
     # (the parent's optimised slopes in alpha-beta-CROWN's BaB, with its lr_alpha 0.01 and
     # lr_beta 0.05): every row's bound is at least alpha-CROWN's at equal steps
-    phases = [(False, [{"params": a_params, "lr": lr}])]
-    if b_params:
-        phases.append(
-            (True, [{"params": a_params, "lr": WARM_LR}, {"params": b_params, "lr": lr_beta}])
-        )
+    joint_phase = (True, [{"params": a_params, "lr": WARM_LR}, {"params": b_params, "lr": lr_beta}])
+    phases = [] if warm_start else [(False, [{"params": a_params, "lr": lr}])]
+    if b_params or warm_start:
+        phases.append(joint_phase)
+    done = False
     for joint, groups in phases:
         groups = [g for g in groups if g["params"]]
         if not groups:
             continue
-        opt = torch.optim.Adam(groups)
+        opt = torch.optim.Adam(groups, foreach=True)  # one multi-tensor update (CPU too)
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, ALPHA_DECAY)
         params = [t for g in groups for t in g["params"]]
         for _ in range(steps):
+            if done:
+                break
             with torch.enable_grad():
                 low, cur, _ = evaluate(joint, init)
                 grads = torch.autograd.grad(-low.sum(), params, allow_unused=True)
             best = torch.maximum(best, low.detach())
+            if keep:
+                total = low.detach().sum(0)
+                better = total > kept
+                kept = torch.where(better, total, kept)
+                for v, k in zip(a_params + b_params, keep, strict=True):
+                    k[:, better] = v.detach()[:, better]
+            done = stop and bool((best > 0).all())
             for k, (lo, up) in cur.items():  # the tightest seen (each is sound)
                 bounds[k] = (
                     torch.maximum(bounds[k][0], lo.detach()),
@@ -554,6 +587,14 @@ def optimize_bounds(
         if record is not None:
             record.clear()
         low, cur, pts = evaluate(bool(b_params), bounds, record, point)
+        if warm is not None:  # each example's best parameters (the final pass's included)
+            better = low.sum(0) > kept
+            for v, k in zip(a_params + b_params, keep, strict=True):
+                k[:, better] = v[:, better]
+            best_of = {id(v): k for v, k in zip(a_params + b_params, keep, strict=True)}
+            out = graph.output
+            warm["alpha"] = {n: best_of[id(v)] for n, v in alphas.get(out, {}).items()}
+            warm["beta"] = {n: best_of[id(v)] for n, v in betas.get(out, {}).items()}
     return torch.maximum(best, low), cur, points if pts is None else pts
 
 
