@@ -43,7 +43,7 @@ def test_pgd_matches_a_textbook_loop(random_start, eps):
     start = None
     if random_start:  # the same uniform draw as the attack's seed-0 generator makes
         u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
-        start = (x + (2 * u - 1) * eps).clamp(0, 1)
+        start = (x + (u * (2 * eps) - eps)).clamp(0, 1)
     ref = textbook_pgd(model, x, y, eps, alpha, steps, start)
     res = base.create("pgd", model, eps=eps, steps=steps, random_start=random_start)(x, y)
     assert not (ref & ~res.success).any()

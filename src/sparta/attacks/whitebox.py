@@ -74,6 +74,8 @@ class PGD(Attack):
         self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
     ) -> AttackResult:
         gen = self.generator()
+        if self.restarts == 1:  # nothing to choose between
+            return AttackResult(*self.run_once(x, y, target, gen))
         best = Best(x)
 
         def run(idx: torch.Tensor, _: int) -> tuple[torch.Tensor, ...]:
