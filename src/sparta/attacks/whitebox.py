@@ -35,11 +35,12 @@ class PGD(Attack):
     ``x <- Proj_{B(x0, eps) and [0,1]}(x + alpha * s)`` with ``s`` the sign of the gradient
     (Linf) or the gradient over its L2 norm, ``steps`` times, from a uniform point of the ball
     (``random_start``). Each example keeps its first successful iterate (the start counts),
-    else the last iterate; ``restarts`` runs again on the examples not yet fooled, each
-    keeping its first success (else its highest-loss end point). With ``target`` labels the loss toward the
-    target is minimised (``-CE``, target margin or targeted DLR is maximised). ``early_stop``
-    also stops the steps once every example is fooled.
-    ``loss``: "ce", "margin"/"cw" (Carlini-Wagner) or "dlr" (2003.01690, Eq. 5).
+    else its last iterate; ``restarts`` runs again on the examples not yet fooled, each
+    keeping its first success (else its highest-loss end point). With ``target`` labels the
+    loss toward the target is minimised (``-CE``, target margin or targeted DLR is
+    maximised). ``early_stop`` only matters to :meth:`ascend` (the training objectives'
+    loop), where it freezes an example at its first successful iterate; the attack always
+    does. ``loss``: "ce", "margin"/"cw" (Carlini-Wagner) or "dlr" (2003.01690, Eq. 5).
     """
 
     #: keep each example's first successful iterate (FGSM, one step, returns its step)
@@ -96,25 +97,63 @@ class PGD(Attack):
 
         Each example keeps its first successful iterate, read off the forward pass that its
         gradient step makes anyway (the best-so-far point that AutoAttack-style robust
-        accuracy counts, 2003.01690 Sec. 5); only the examples that no iterate fooled get one
-        more forward pass, on the last iterate, which they keep with its loss. So success is
-        exact for the returned points and a superset of the last iterate's success, at the
-        cost of a bare loop when (nearly) every example is fooled on the way.
+        accuracy counts, 2003.01690 Sec. 5), and is not attacked further: fooled examples
+        leave the batch, so later steps cost only what is left. The examples no iterate
+        fooled get one more forward pass, on their last iterate, which they keep with its
+        loss. Success is exact for the returned points and a superset of the last iterate's.
         """
         n_cls = classes_of(self, x)
-        fn = objective(self.loss, target, n_cls)
         x_adv = random_start(x, self.eps, self.norm, gen) if self.random_start else x.clone()
-        first = _First(x)
-        track = self.keep_first or self.early_stop
-        x_adv = self._iterate(x, x_adv, y, fn, target, first if track else None)
-        idx = first.pending()
-        if idx.numel():
-            t = None if target is None else target[idx]
+        if not self.keep_first:
+            fn = objective(self.loss, target, n_cls)
+            x_adv = self.ascend(x, x_adv, y, fn, target)
             with torch.no_grad():
-                logits = self.model(x_adv[idx])
-            loss = objective(self.loss, t, n_cls)(logits, y[idx])
-            first.record(idx, x_adv[idx], loss, self.success_of(logits, y[idx], t))
-        return first.x_adv, first.found, first.loss
+                logits = self.model(x_adv)
+            return x_adv, self.success_of(logits, y, target), fn(logits, y)
+        return self._search(x, x_adv, y, target, n_cls)
+
+    def _search(
+        self,
+        x: torch.Tensor,
+        x_adv: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        n_cls: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The steps of :meth:`run_once` on a shrinking working set (``act``: its rows)."""
+        out = torch.empty_like(x)
+        success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        out_loss = torch.empty(len(x), dtype=x.dtype, device=x.device)
+        act = torch.arange(len(x), device=x.device)
+        bounds = self._bounds(x)
+        done = torch.zeros_like(success)  # fooled rows still in the working set (frozen)
+        fn = objective(self.loss, target, n_cls)
+        for _ in range(self.steps if self.eps > 0 else 0):  # nothing to search at eps = 0
+            loss, logits, grad = self.gradient(x_adv, y, fn)
+            new = self.success_of(logits, y, target) & ~done
+            if bool(new.any()):
+                idx = act[new]
+                out[idx], success[idx], out_loss[idx] = x_adv[new], True, loss[new]
+                done |= new
+                n_done = int(done.sum())
+                if n_done == len(done):
+                    return out, success, out_loss
+                if 8 * n_done >= len(done):  # drop them once it saves >= 1/8 of a step
+                    keep = ~done
+                    act, x, x_adv, y, grad = act[keep], x[keep], x_adv[keep], y[keep], grad[keep]
+                    bounds = tuple(b[keep] for b in bounds)
+                    done = done[keep]
+                    if target is not None:
+                        target = target[keep]
+                        fn = objective(self.loss, target, n_cls)
+            x_adv = self._step(x, x_adv, grad, bounds, done if bool(done.any()) else None)
+        with torch.no_grad():
+            logits = self.model(x_adv)
+        last = ~done
+        idx = act[last]
+        out[idx], out_loss[idx] = x_adv[last], fn(logits, y)[last]
+        success[idx] = self.success_of(logits, y, target)[last]
+        return out, success, out_loss
 
     def ascend(
         self,
@@ -131,61 +170,39 @@ class PGD(Attack):
         frozen already (``__call__`` does it; the training objectives in
         :mod:`sparta.defenses` call this on their own ``frozen`` block). ``x_adv`` is
         updated in place (no copy per step) and returned."""
-        first = _First(x) if self.early_stop else None
-        return self._iterate(x, x_adv, y, fn, target, first)
+        bounds = self._bounds(x)
+        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(self.steps if self.eps > 0 else 0):  # nothing to search at eps = 0
+            _, logits, grad = self.gradient(x_adv, y, fn)
+            if self.early_stop:
+                done |= self.success_of(logits, y, target)
+                if bool(done.all()):
+                    break
+            x_adv = self._step(x, x_adv, grad, bounds, done if bool(done.any()) else None)
+        return x_adv
 
-    def _iterate(
+    def _bounds(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Linf: the ball and the box as one pair of bounds, computed once per run."""
+        if self.norm == "linf":
+            return (x - self.eps).clamp_(min=0.0), (x + self.eps).clamp_(max=1.0)
+        return ()
+
+    def _step(
         self,
         x: torch.Tensor,
         x_adv: torch.Tensor,
-        y: torch.Tensor | None,
-        fn: Objective,
-        target: torch.Tensor | None,
-        first: _First | None,
+        grad: torch.Tensor,
+        bounds: tuple[torch.Tensor, ...],
+        frozen: torch.Tensor | None,
     ) -> torch.Tensor:
-        """The loop of :meth:`ascend`; ``first`` (if given) records each example's first
-        successful iterate from the step's own forward pass, and with ``early_stop`` the
-        loop ends once every example has one."""
-        if self.norm == "linf":  # the ball and the box in one clamp, bounds computed once
-            lo, hi = (x - self.eps).clamp_(min=0.0), (x + self.eps).clamp_(max=1.0)
-        for _ in range(self.steps if self.eps > 0 else 0):  # nothing to search at eps = 0
-            loss, logits, grad = self.gradient(x_adv, y, fn)
-            if first is not None:
-                new = self.success_of(logits, y, target) & ~first.found
-                if bool(new.any()):
-                    idx = new.nonzero().squeeze(1)
-                    first.record(idx, x_adv[idx], loss[idx], new[idx])
-                if self.early_stop:
-                    if bool(first.found.all()):
-                        break
-                    grad.masked_fill_(rows(first.found, grad), 0.0)  # fooled: stay put
-            if self.norm == "linf":
-                x_adv.add_(grad.sign_(), alpha=self.alpha).clamp_(lo, hi)
-            else:
-                x_adv = project(
-                    x_adv + self.alpha * normalize_step(grad, self.norm), x, self.eps, self.norm
-                )
-        return x_adv
-
-
-class _First:
-    """Each example's first successful point (``found``), with its loss; the rest are filled
-    in by the caller at the end."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x_adv = torch.empty_like(x)
-        self.found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        self.loss = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-
-    def pending(self) -> torch.Tensor:
-        return (~self.found).nonzero().squeeze(1)
-
-    def record(
-        self, idx: torch.Tensor, x_adv: torch.Tensor, loss: torch.Tensor, success: torch.Tensor
-    ) -> None:
-        self.x_adv[idx] = x_adv
-        self.loss[idx] = loss.to(self.loss.dtype)
-        self.found[idx] = success
+        """One projected step (in place for Linf); rows in ``frozen`` stay where they are."""
+        if self.norm == "linf":
+            step = grad.sign_()
+            if frozen is not None:
+                step.masked_fill_(rows(frozen, step), 0.0)  # + 0, then a no-op clamp
+            return x_adv.add_(step, alpha=self.alpha).clamp_(*bounds)
+        moved = project(x_adv + self.alpha * normalize_step(grad, self.norm), x, self.eps, "l2")
+        return moved if frozen is None else torch.where(rows(frozen, moved), x_adv, moved)
 
 
 @register_attack("fgsm")
