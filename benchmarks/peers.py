@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import json
 import platform
 import statistics
@@ -315,6 +316,7 @@ def autoattack_part(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------ tables
 def tables(result: dict[str, Any]) -> str:
     lines = []
+    result = {k: v["result"] for k, v in result.items()}
     if "prune" in result:
         lines += [
             "| model | same shapes | params dense / pruned | MACs dense / pruned (TP count) "
@@ -390,22 +392,30 @@ def main() -> None:
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    result: dict[str, Any] = {"versions": versions(), "threads": torch.get_num_threads()}
-    result["args"] = vars(args)
-    print(result["versions"])
-    if "prune" in args.parts:
-        result["prune"] = prune_part(args)
-    if "step" in args.parts:
-        result["step"] = train_steps(args.repeats, args.train_steps, 128)
-    if "pgd" in args.parts:
-        result["pgd"] = pgd_part(args)
-    if "autoattack" in args.parts:
-        result["autoattack"] = autoattack_part(args)
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "peers.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(tables(result))
-    print(f"results: {out / 'peers.json'}")
+    path = out / "peers.json"
+    base = {"versions": versions(), "threads": torch.get_num_threads()}
+    print(base["versions"])
+    runs = {"prune": prune_part, "step": step_part, "pgd": pgd_part, "autoattack": autoattack_part}
+    for part in args.parts:
+        save(path, part, {**base, "args": vars(args), "result": runs[part](args)})
+    print(tables(json.loads(path.read_text())))
+    print(f"results: {path}")
+
+
+def step_part(args: argparse.Namespace) -> dict[str, Any]:
+    return train_steps(args.repeats, args.train_steps, 128)
+
+
+def save(path: Path, part: str, entry: dict[str, Any]) -> None:
+    """Put one part's result into ``path`` (kept: the other parts' latest results), under a
+    lock, so parts can run in separate processes."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = json.loads(path.read_text()) if path.exists() else {}
+        result[part] = entry
+        path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
