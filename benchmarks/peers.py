@@ -269,13 +269,21 @@ def autoattack_part(args: argparse.Namespace) -> dict[str, Any]:
     eps = args.aa_eps
     results: dict[str, dict[str, list[float]]] = {"sparta": {}, "torchattacks": {}}
 
+    steps = args.aa_steps
+
     def sparta_run() -> float:
-        rep = attacks.evaluate(model, (x, y), eps=eps, suite="standard", batch_size=len(y))
+        rep = attacks.evaluate(
+            model, (x, y), eps=eps, suite="standard", batch_size=len(y), steps=steps
+        )
         results["sparta"].setdefault("by_attack_s", []).append(rep.attack_time_s)
         return rep.robust_acc
 
     def ta_run() -> float:
         aa = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=0)
+        if steps is not None:  # its APGD, APGD-T and FAB default to 10 steps
+            for atk in aa._autoattack.attacks:
+                if hasattr(atk, "steps"):
+                    atk.steps = steps
         x_adv = aa(x, y)
         with torch.no_grad():
             return float((model(x_adv).argmax(1) == y).float().mean())
@@ -295,6 +303,7 @@ def autoattack_part(args: argparse.Namespace) -> dict[str, Any]:
     out = {
         "model": args.aa_model,
         "eps": eps,
+        "steps": steps,
         "n": len(y),
         "clean_acc": clean,
         "robust_acc": {k: v["robust_acc"][0] for k, v in results.items()},
@@ -388,6 +397,12 @@ def main() -> None:
     p.add_argument("--aa-eps", type=float, default=0.03)
     p.add_argument("--n-aa", type=int, default=500)
     p.add_argument("--aa-repeats", type=int, default=2)
+    p.add_argument(
+        "--aa-steps",
+        type=int,
+        help="iterations of both suites' gradient attacks (default: each library's own: "
+        "sparta 100 as the reference AutoAttack, torchattacks' port 10)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args()
