@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.sparta-installed
 BROWSER_STAMP := $(VENV)/.sparta-browser
 
-.PHONY: setup data browser demo test test-slow bench lint format clean venv-torch-next test-torch-next
+.PHONY: setup data browser demo test test-slow bench lint format clean venv-torch-next test-torch-next \
+	venv-peers bench-peers
 
 setup: $(STAMP) data
 
@@ -68,5 +69,24 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
+# The peer libraries side by side (issue 16; not in CI): Torch-Pruning, torch.nn.utils.prune,
+# torchattacks and ART in one process with sparta. torch and torchvision are pinned in the same pip
+# call as the peers, so no peer can replace them; the check below makes sure none did.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.sparta-installed
+
+$(PEERS_STAMP): pyproject.toml
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PEERS_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 \
+		torch-pruning torchattacks adversarial-robustness-toolbox -e .
+	$(PEERS_VENV)/bin/python -c 'import torch, torchvision; assert torch.__version__.startswith("2.14.1"), torch.__version__; assert torchvision.__version__.startswith("0.29.1"), torchvision.__version__'
+	@touch $(PEERS_STAMP)
+
+venv-peers: $(PEERS_STAMP)
+
+bench-peers: venv-peers data
+	$(PEERS_VENV)/bin/python benchmarks/peers.py $(PEERS_ARGS)
+
 clean:
-	rm -rf $(VENV) $(NEXT_VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(NEXT_VENV) $(PEERS_VENV) runs .pytest_cache .ruff_cache

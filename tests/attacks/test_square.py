@@ -189,3 +189,24 @@ def test_square_targeted_and_deterministic() -> None:
 def test_square_bad_options(options: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         create("square", digits_model(), **options)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_square_linf_proposals_always_move_and_stay_in_bounds(channels: int) -> None:
+    """Alg. 2's proposal sets one window per example to x +- eps (clipped to the box) and
+    keeps every other pixel; one that would leave the point unchanged gets new signs, the
+    window kept (with one channel: the other sign, which always moves it)."""
+    eps, side = 0.1, 2
+    atk = create("square", nn.Flatten(), eps=eps, n_queries=10)
+    x = torch.zeros(64, channels, 4, 4)  # all background: half of all signs change nothing
+    lo, hi = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
+    x_best = lo.clone()  # every pixel at its lower bound: sign -1 would be a wasted query
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        x_new = atk._propose(x, x_best, side, gen, (lo, hi))
+        moved = x_new != x_best
+        assert moved.flatten(1).any(1).all()  # every proposal differs from the best point
+        assert ((x_new == lo) | (x_new == hi)).all()
+        # the change lies in one side x side window per example
+        rows, cols = moved.any(1).any(2), moved.any(1).any(1)
+        assert (rows.sum(1) <= side).all() and (cols.sum(1) <= side).all()

@@ -20,7 +20,8 @@ def robust_acc(res):
 
 
 def textbook_pgd(model, x, y, eps, alpha, steps, start=None):
-    """Madry et al.'s Linf PGD as usually written: sign steps, clip to ball and box."""
+    """Madry et al.'s Linf PGD as usually written: sign steps, clip to ball and box; returns
+    which examples the last iterate fools."""
     x_adv = x.clone() if start is None else start.clone()
     for _ in range(steps):
         x_adv.requires_grad_(True)
@@ -29,22 +30,67 @@ def textbook_pgd(model, x, y, eps, alpha, steps, start=None):
         x_adv = x_adv.detach() + alpha * g.sign()
         x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
     with torch.no_grad():
-        return float((model(x_adv).argmax(1) == y).float().mean())
+        return model(x_adv).argmax(1) != y
 
 
 @pytest.mark.parametrize("random_start", [False, True])
 @pytest.mark.parametrize("eps", [0.05, 0.1])
 def test_pgd_matches_a_textbook_loop(random_start, eps):
+    """The same iterates: every example the textbook's last iterate fools is fooled (ours
+    also keeps an earlier iterate that fooled it), and nothing else is gained."""
     model, x, y = digits_model()
     steps, alpha = 10, 2.5 * eps / 10
     start = None
     if random_start:  # the same uniform draw as the attack's seed-0 generator makes
         u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
-        start = (x + (2 * u - 1) * eps).clamp(0, 1)
+        start = (x + (u * (2 * eps) - eps)).clamp(0, 1)
     ref = textbook_pgd(model, x, y, eps, alpha, steps, start)
     res = base.create("pgd", model, eps=eps, steps=steps, random_start=random_start)(x, y)
-    assert abs(robust_acc(res) - ref) <= 0.005
-    assert 0.1 < ref < 0.95  # a regime where the attack matters
+    assert not (ref & ~res.success).any()
+    gained = float((res.success & ~ref).float().mean())  # fooled on the way, not at the end
+    assert gained <= 0.03, gained
+    assert 0.1 < 1 - float(ref.float().mean()) < 0.95  # a regime where the attack matters
+
+
+class Counting(torch.nn.Module):
+    """Counts the rows it is called on."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.rows = model, 0
+
+    def forward(self, x):
+        self.rows += len(x)
+        return self.model(x)
+
+
+def test_pgd_attacks_only_the_examples_not_yet_fooled():
+    """The success of each iterate comes from its own gradient step's forward pass: fooled
+    examples leave the batch and keep that point; examples never fooled get one more
+    forward pass, on their last iterate."""
+    model, x, y = digits_model()
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    labels = torch.where(torch.arange(len(x)) % 2 == 0, (pred + 1) % 10, pred)  # half fooled
+    counted = Counting(model)
+    res = base.create("pgd", counted, eps=1e-4, steps=4, num_classes=10, random_start=False)(
+        x, labels
+    )
+    fooled = labels != pred
+    assert torch.equal(res.success, fooled)  # eps too small to change a prediction
+    torch.testing.assert_close(res.x_adv[fooled], x[fooled], rtol=0, atol=0)  # the start
+    m = int((~fooled).sum())
+    assert counted.rows == len(x) + 3 * m + m  # step 1 all, steps 2-4 the rest, final forward
+    counted.rows = 0
+    with torch.no_grad():
+        wrong = (model(x).argmax(1) + 1) % 10
+    res = base.create("pgd", counted, eps=0.05, steps=4, num_classes=10)(x, wrong)
+    assert res.success.all() and counted.rows == len(x)  # all fooled at the start: one pass
+    counted.rows = 0
+    res = base.create("pgd", counted, eps=0.2, steps=4, num_classes=10)(x, y)
+    with torch.no_grad():
+        assert torch.equal(res.success, model(res.x_adv).argmax(1) != y)
+    assert res.success.float().mean() > 0.5 and counted.rows < 5 * len(x)
 
 
 @pytest.mark.parametrize("name", ["fgsm", "pgd"])

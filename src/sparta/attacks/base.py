@@ -105,9 +105,9 @@ def random_start(
     x: torch.Tensor, eps: float, norm: str, generator: torch.Generator
 ) -> torch.Tensor:
     """A uniform point of the Linf ball, or of the L2 ball (direction x radius^(1/d))."""
-    if norm == "linf":
-        u = torch.rand(x.shape, generator=generator, device="cpu").to(x)
-        return project(x + (2 * u - 1) * eps, x, eps, norm)
+    if norm == "linf":  # u * 2 eps - eps in [-eps, eps]: only the box can cut it
+        delta = torch.rand(x.shape, generator=generator, device="cpu").to(x)
+        return delta.mul_(2 * eps).sub_(eps).add_(x).clamp_(0.0, 1.0)
     d = x[0].numel()
     g = torch.randn(x.shape, generator=generator, device="cpu").to(x)
     r = torch.rand(len(x), generator=generator, device="cpu").to(x) ** (1.0 / d)

@@ -140,18 +140,52 @@ class Square(Attack):
         return (x + self.eps * delta / _l2(delta, (1, 2, 3)).clamp_min(1e-12)).clamp(0.0, 1.0)
 
     def _propose(
+        self,
+        x: torch.Tensor,
+        x_best: torch.Tensor,
+        side: int,
+        gen: torch.Generator,
+        bounds: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """One random-search proposal per example that differs from ``x_best``, inside the
+        eps-ball and [0, 1] (``bounds``: the Linf ball and the box as per-pixel bounds)."""
+        n, c, h, w = x.shape
+        if self.norm == "l2":
+            x_new = self._propose_l2(x, x_best, side, gen)
+            # the reference code redraws a window that would leave the point unchanged
+            for _ in range(_MAX_RESAMPLES):
+                same = (x_new == x_best).flatten(1).all(1)
+                if not same.any():
+                    break
+                x_new[same] = self._propose_l2(x[same], x_best[same], side, gen)
+            return x_new
+        # Alg. 2: the window set to x +- eps (one sign per channel), clipped to the box
+        lo, hi = bounds
+        window = self._window(n, h, w, side, gen, x.device)[0]
+        sign = self._signs((n, c, 1, 1), gen, x)
+        x_new = torch.where(window, torch.where(sign > 0, hi, lo), x_best)
+        # a proposal that leaves the point unchanged gets new signs, the window kept (the
+        # reference code's resampling); with one channel that is the other sign, which
+        # always changes it (lo < hi)
+        for _ in range(_MAX_RESAMPLES):
+            same = (x_new == x_best).flatten(1).all(1)
+            if not same.any():
+                break
+            i = same.nonzero().squeeze(1)
+            sign[i] = -sign[i] if c == 1 else self._signs((len(i), c, 1, 1), gen, x)
+            x_new[i] = torch.where(window[i], torch.where(sign[i] > 0, hi[i], lo[i]), x_best[i])
+            if c == 1:
+                break
+        return x_new
+
+    def _propose_l2(
         self, x: torch.Tensor, x_best: torch.Tensor, side: int, gen: torch.Generator
     ) -> torch.Tensor:
-        """One random-search proposal per example, inside the eps-ball and [0, 1]."""
+        """Alg. 3: window 2's mass moves into window 1, whose content becomes its old
+        direction plus a fresh eta bump, rescaled so the whole perturbation keeps norm eps."""
         n, c, h, w = x.shape
         window, wr, wc = self._window(n, h, w, side, gen, x.device)
         sign = self._signs((n, c, 1, 1), gen, x)
-        if self.norm == "linf":
-            # Alg. 2: the window set to +-eps (one sign per channel), then projected
-            x_new = x_best + window * (2 * self.eps) * sign
-            return torch.minimum(torch.maximum(x_new, x - self.eps), x + self.eps).clamp(0, 1)
-        # Alg. 3: window 2's mass moves into window 1, whose content becomes its old direction
-        # plus a fresh eta bump, rescaled so the whole perturbation keeps norm eps
         window2 = self._window(n, h, w, side, gen, x.device)[0]
         delta = x_best - x
         both = window | window2
@@ -171,33 +205,37 @@ class Square(Attack):
         gen = self.generator()
         n, c, h, w = x.shape
         x_best = self._init(x, gen)
-        logits_best = query(self.model, x_best, self.max_batch)
-        obj_best = self._objective(logits_best, y, target)
-        success = self.success_of(logits_best, y, target)
+        logits = query(self.model, x_best, self.max_batch)
+        obj_best = self._objective(logits, y, target)
+        success = self.success_of(logits, y, target)
         queries = torch.ones(n, dtype=torch.long, device=x.device)
+        # the working set: the examples not yet fooled, compacted only when some are
+        act = (~success).nonzero().squeeze(1)
+        lo = (x[act] - self.eps).clamp_(min=0.0)
+        hi = (x[act] + self.eps).clamp_(max=1.0)
+        work = [x[act], x_best[act], obj_best[act], y[act], lo, hi]
+        if target is not None:
+            work.append(target[act])
         steps = range(self.n_queries - 1 if self.eps > 0 else 0)
         for it in progress.bar(steps, desc="square queries", unit="query"):
-            idx = (~success).nonzero().squeeze(1)
-            if idx.numel() == 0:
+            if act.numel() == 0:
                 break
-            xi, xb = x[idx], x_best[idx]
+            xi, xb, ob, yi, lo, hi = work[:6]
+            ti = work[6] if target is not None else None
             p = p_schedule(it, self.n_queries, self.p_init)
             side = square_side(p, c * h * w, c, min(h, w), self.norm)
-            x_new = self._propose(xi, xb, side, gen)
-            # the reference code redraws a window that would leave the point unchanged
-            for _ in range(_MAX_RESAMPLES):
-                same = (x_new == xb).flatten(1).all(1)
-                if not same.any():
-                    break
-                x_new[same] = self._propose(xi[same], xb[same], side, gen)
-            yi = y[idx]
-            ti = None if target is None else target[idx]
+            x_new = self._propose(xi, xb, side, gen, (lo, hi))
             logits = query(self.model, x_new, self.max_batch)
-            queries[idx] += 1
+            queries[act] += 1
             obj = self._objective(logits, yi, ti)
             succ = self.success_of(logits, yi, ti)
-            better = succ | (obj > obj_best[idx])
-            up = idx[better]
-            x_best[up], logits_best[up], obj_best[up] = x_new[better], logits[better], obj[better]
-            success[idx] = succ | success[idx]
+            better = succ | (obj > ob)
+            if bool(better.any()):
+                xb[better], ob[better] = x_new[better], obj[better]
+            if bool(succ.any()):  # done: back to the full batch, out of the working set
+                done = act[succ]
+                x_best[done], obj_best[done], success[done] = xb[succ], ob[succ], True
+                keep = ~succ
+                act, work = act[keep], [t[keep] for t in work]
+        x_best[act], obj_best[act] = work[1], work[2]
         return AttackResult(x_best, success, obj_best, queries)
