@@ -261,7 +261,8 @@ def fold_batchnorm(
     with ``z = W x + b`` that is ``W' = s * W`` (per output row) and ``b' = (b - mean) * s
     + beta`` (a bias is added to a layer without one). The result computes what ``model``
     computes in eval mode (float rounding aside; train-mode batch statistics are gone), so it
-    is an inference model. Masks stay valid (a zero weight stays zero). The pairs are
+    is an inference model. The layers' masks stay valid (a zero weight stays zero); a folded
+    BatchNorm's own masks go with it (a channel it zeroed has a zero row and bias). The pairs are
     recorded (``sparta_folded``) so that :func:`sparta.save` / :func:`sparta.load`
     rebuild the folded model. ``input_shape`` is accepted for symmetry with :func:`compact`
     and unused. ``copy_model=False`` folds ``model`` itself.
@@ -359,7 +360,12 @@ def for_inference(
         )
         if last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # constants in the trace (sparse weights) are what freezing makes of them anyway;
+            # torch 2.13 deprecates torch.jit in favour of torch.compile, which compiled
+            # LeNet-5 in 137 s here and ran no faster (BENCHMARKS.md, "Sparsity: real speed")
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
             out = torch.jit.freeze(torch.jit.trace(out, x))
     return _ChannelsLast(out) if last else out
 
@@ -385,13 +391,11 @@ def choose_inference(
         modes = [m for m in modes if not m.endswith("channels_last")] or ["eager"]
     shape = tuple(x.shape[1:])
     runs: dict[str, nn.Module] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        for m in modes:
-            try:
-                runs[m] = for_inference(model.eval(), m, shape)
-            except Exception as e:  # noqa: BLE001 - a mode that cannot run is not chosen
-                log.info("inference mode %s unavailable for %s: %s", m, type(model).__name__, e)
+    for m in modes:
+        try:
+            runs[m] = for_inference(model.eval(), m, shape)
+        except Exception as e:  # noqa: BLE001 - a mode that cannot run is not chosen
+            log.info("inference mode %s unavailable for %s: %s", m, type(model).__name__, e)
     ms = measure_latency(runs, x, repeats)
     best = min(ms, key=ms.__getitem__)
     setattr(model, INFERENCE_ATTR, {"mode": best, "ms": {k: round(v, 4) for k, v in ms.items()}})
