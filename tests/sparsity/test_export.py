@@ -292,9 +292,10 @@ def test_inference_modes_match_and_the_choice_is_saved(tmp_path) -> None:
 def test_choose_inference_skips_channels_last_without_convs_and_rejects_bad_modes() -> None:
     from sparta.sparsity.export import choose_inference, for_inference
 
-    mlp = models.create("lenet300", GRAY, width=0.25).eval()
+    mlp = models.create("lenet300", GRAY, width=0.25).train()
     choose_inference(mlp, torch.rand(4, *GRAY.input_shape), repeats=1)
     assert set(mlp.sparta_inference["ms"]) == {"eager", "jit"}
+    assert mlp.training  # timed in eval mode, the caller's mode restored
     with pytest.raises(ValueError, match="allowed"):
         for_inference(mlp, "tensorrt")
     with pytest.raises(ValueError, match="not all known"):

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta import io
-from sparta.models.utils import input_shape_of
+from sparta.models.utils import eval_mode, input_shape_of
 from sparta.sparsity.groups import ChannelGroup, channel_groups
 from sparta.sparsity.masks import SUFFIX, detach_masks, masks_of
 
@@ -377,7 +377,8 @@ def choose_inference(
     modes: Sequence[str] = INFERENCE_MODES,
 ) -> str:
     """Time ``model`` on ``x`` in each of ``modes`` (:func:`for_inference`; interleaved,
-    medians of ``repeats``, :func:`sparta.models.timing.measure_latency`), record the
+    medians of ``repeats``, :func:`sparta.models.timing.measure_latency`; in eval mode, the
+    caller's mode restored), record the
     fastest on the model (``sparta_inference``: the mode and every median in ms, saved by
     :func:`sparta.save`) and return it. Channels-last modes are tried only on a model with a
     Conv2d and 4-D inputs. The choice is the fastest on this machine, for this batch size.
@@ -391,12 +392,13 @@ def choose_inference(
         modes = [m for m in modes if not m.endswith("channels_last")] or ["eager"]
     shape = tuple(x.shape[1:])
     runs: dict[str, nn.Module] = {}
-    for m in modes:
-        try:
-            runs[m] = for_inference(model.eval(), m, shape)
-        except Exception as e:  # noqa: BLE001 - a mode that cannot run is not chosen
-            log.info("inference mode %s unavailable for %s: %s", m, type(model).__name__, e)
-    ms = measure_latency(runs, x, repeats)
+    with eval_mode(model):  # the caller's train/eval mode is restored afterwards
+        for m in modes:
+            try:
+                runs[m] = for_inference(model, m, shape)
+            except Exception as e:  # noqa: BLE001 - a mode that cannot run is not chosen
+                log.info("inference mode %s unavailable for %s: %s", m, type(model).__name__, e)
+        ms = measure_latency(runs, x, repeats)
     best = min(ms, key=ms.__getitem__)
     setattr(model, INFERENCE_ATTR, {"mode": best, "ms": {k: round(v, 4) for k, v in ms.items()}})
     return best
