@@ -120,3 +120,16 @@ def test_masking_gradients_is_exact_multiplication():
     before = net[3].weight.grad.clone()
     mask_gradients(net)
     assert torch.equal(net[3].weight.grad, torch.where(mask, before, torch.zeros(())))
+
+
+def test_mask_factors_follow_a_replaced_module():
+    """A module swapped for another with its own mask buffer (no attach) is honoured."""
+    net = _net()
+    attach(net, {"3.weight": torch.ones(3, 16, dtype=torch.bool)})
+    apply_masks(net)
+    new = nn.Linear(16, 3)
+    keep = torch.rand(3, 16) > 0.5
+    new.register_buffer("weight_mask", keep)
+    net[3] = new
+    apply_masks(net)
+    assert torch.equal(net[3].weight != 0, keep)
