@@ -166,10 +166,9 @@ class Export(Command):
     def run(self) -> int:
         import sparta
         from sparta.runs import Run
-
-        opts = self.get(ExportOptions)
         from sparta.sparsity.export import INFERENCE_ATTR, choose_inference, for_inference
 
+        opts = self.get(ExportOptions)
         model, _, _ = Run.from_checkpoint(opts.ckpt, splits="none")
         out, figures = export_model(model, opts.format, opts.blocksize, opts.conv, opts.fold_bn)
         inputs, source = check_inputs(model, max(opts.batch, max(LATENCY_BATCHES)))
