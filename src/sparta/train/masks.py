@@ -95,13 +95,15 @@ class MaskFactors:
     """The masks of one model as float tensors of each parameter's dtype, for the hot path.
 
     Multiplying a float32 tensor in place by a float32 mask costs a third of multiplying it
-    by a uint8 view of the bool mask on CPU (no type promotion: 45 vs 141 us for
-    LeNet-300-100's first layer, BENCHMARKS.md), and one ``torch._foreach_mul_`` masks every
-    layer in one call. The factors cost one float copy of each masked parameter. Every call
-    re-reads the model's masks (a walk over its modules: 6 us on LeNet-300-100, 80 us on
-    ResNet-20) and rebuilds the factors when a mask or parameter is not the same object, a
-    mask was edited in place (its ``_version``) or a parameter was cast or moved, so attached,
-    removed, replaced or edited masks and replaced modules are always honoured.
+    by a uint8 view of the bool mask on CPU when both are in cache (no type promotion: 45
+    vs 141 us for LeNet-300-100's first layer), though in a full training step, where the
+    pass is memory-bound, the two measured the same (BENCHMARKS.md). One
+    ``torch._foreach_mul_`` masks every layer in one call (fused on CUDA). The factors cost
+    one float copy of each masked parameter. Every call re-reads the model's masks (a walk
+    over its modules: 6 us on LeNet-300-100, 80 us on ResNet-20) and rebuilds the factors
+    when a mask or parameter is not the same object, a mask was edited in place (its
+    ``_version``) or a parameter was cast or moved, so attached, removed, replaced or
+    edited masks and replaced modules are always honoured.
     """
 
     def __init__(self, model: nn.Module) -> None:
