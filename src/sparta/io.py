@@ -221,6 +221,8 @@ def _import_restorer(key: str) -> None:
         "masks": "sparta.train.masks",
         "shapes": "sparta.sparsity.export",
         "sparse": "sparta.sparsity.export",
+        "folded": "sparta.sparsity.export",
+        "inference": "sparta.sparsity.export",
         "scored": "sparta.sparsity.scores",
         "pixelfly": "sparta.models.pixelfly",
     }

@@ -77,6 +77,24 @@ def test_compact_export_writes_a_loadable_smaller_model(ckpts, capsys) -> None:
     _check_latency(s, n=256)
     small = sparta.load(run)
     assert models.count_params(small) == s["params"]
+    # BatchNorm folded by default; the measured inference mode is saved with the model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in small.modules())
+    assert small.sparta_inference["mode"] == s["inference_mode"]
+
+
+def test_compact_export_without_folding_in_a_chosen_mode(ckpts, capsys) -> None:
+    s, run = _summary(
+        capsys,
+        [
+            *("export", "--ckpt", str(ckpts / "chan"), "--format", "compact"),
+            *("--no-fold-bn", "--inference", "channels_last", "--out", str(ckpts / "runs")),
+            *("--batch", "8", "--latency-repeats", "1"),
+        ],
+    )
+    assert s["inference_mode"] == "channels_last" and s["max_abs_diff"] <= 1e-5
+    small = sparta.load(run)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in small.modules())
+    assert small.sparta_inference == {"mode": "channels_last"}
 
 
 @pytest.mark.parametrize("fmt", ["csr", "bsr"])
@@ -112,6 +130,7 @@ def test_sparse_export_uses_the_test_split(ckpts, capsys, fmt) -> None:
         (["--ckpt", "nowhere", "--format", "csr"], "not found"),
         (["--ckpt", "unstr", "--format", "bsr", "--blocksize", "0"], "blocksize"),
         (["--ckpt", "unstr", "--format", "coo"], "invalid choice"),
+        (["--ckpt", "unstr", "--format", "csr", "--inference", "tensorrt"], "invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(ckpts, capsys, args, needle) -> None:

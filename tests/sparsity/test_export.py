@@ -179,3 +179,124 @@ def test_bsr_keeps_undivisible_layers_dense_and_bad_inputs_raise() -> None:
         to_sparse(models.create("lenet300", GRAY), "csr")
     with pytest.raises(ValueError, match="kept dense"):
         to_sparse(model, "bsr", blocksize=7)
+
+
+# ------------------------------------------------------------------ BatchNorm folding
+def test_fold_batchnorm_by_hand() -> None:
+    """One Conv (no bias) + BN: W' = W * gamma / sqrt(var + eps), b' = beta - mean * scale."""
+    from sparta.sparsity.export import batchnorm_pairs, fold_batchnorm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, bias=False), nn.BatchNorm2d(3), nn.ReLU()).eval()
+    randomize(net)
+    bn = net[1]
+    assert batchnorm_pairs(net) == [("0", "1")]
+    folded = fold_batchnorm(net)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    assert torch.allclose(folded[0].weight, net[0].weight * scale.view(3, 1, 1, 1), atol=0)
+    assert torch.allclose(folded[0].bias, bn.bias - bn.running_mean * scale, atol=1e-7)
+    assert isinstance(folded[1], nn.Identity) and folded.sparta_folded == {"1": "0"}
+    assert isinstance(net[1], nn.BatchNorm2d) and net[0].bias is None  # original untouched
+    x = torch.rand(4, 2, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), net(x), atol=1e-6)
+
+
+def test_batchnorm_is_not_folded_where_it_would_change_outputs() -> None:
+    """A conv output read by BN and by something else, a BN in train-only mode
+    (no running stats) and an untraceable model are left alone."""
+    from sparta.sparsity.export import batchnorm_pairs, fold_batchnorm
+
+    class TwoUsers(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.bn = nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    class Untraceable(nn.Sequential):
+        def forward(self, x):
+            return super().forward(x) if x.sum() > 0 else x
+
+    assert batchnorm_pairs(TwoUsers()) == []
+    no_stats = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False))
+    assert batchnorm_pairs(no_stats) == []
+    odd = Untraceable(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    assert batchnorm_pairs(odd) == []
+    assert isinstance(fold_batchnorm(odd)[1], nn.BatchNorm2d)
+
+
+def test_fold_keeps_masks_and_pruned_zeros() -> None:
+    from sparta.sparsity.export import fold_batchnorm
+
+    model = _pruned("resnet20", RGB)
+    folded = fold_batchnorm(model)
+    bn_masks = {n for n in masks_of(model) if ".bn" in n or n.startswith("bn")}
+    assert bn_masks and set(masks_of(folded)) == set(masks_of(model)) - bn_masks
+    for name, mask in masks_of(folded).items():
+        w = folded.get_parameter(name)
+        assert bool((w[~mask] == 0).all()), name
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(3, *RGB.input_shape)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg11", "lenet5", "conv4"])
+def test_compact_fold_bn_matches_and_round_trips(name: str, tmp_path) -> None:
+    """compact(fold_bn=True) equals the masked model in eval mode up to float rounding
+    (tolerance 1e-5: folding reorders the BN arithmetic), and reloads bit-identically."""
+    info = GRAY if name == "lenet5" else RGB
+    model = _pruned(name, info)
+    small = compact(model, fold_bn=True).eval()
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert len(getattr(small, "sparta_folded", {})) == n_bn
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in small.modules())
+    x = torch.rand(4, *info.input_shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = model(x)
+        assert (small(x) - ref).abs().max() <= 1e-5 * max(1.0, float(ref.abs().max()))
+    sparta.save(small, tmp_path / "m.safetensors")
+    back = sparta.load(tmp_path / "m.safetensors")
+    with torch.no_grad():
+        assert torch.equal(back(x), small(x))
+    assert models.count_params(back) == models.count_params(small)
+
+
+# ------------------------------------------------------------------ inference modes
+def test_inference_modes_match_and_the_choice_is_saved(tmp_path) -> None:
+    from sparta.sparsity.export import INFERENCE_MODES, choose_inference, for_inference
+
+    model = _pruned("resnet20", RGB)
+    small = compact(model, fold_bn=True).eval()
+    x = torch.rand(8, *RGB.input_shape, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ref = model(x)
+        for mode in INFERENCE_MODES:
+            assert torch.allclose(for_inference(small, mode)(x), ref, atol=1e-5), mode
+    assert for_inference(small) is small  # nothing chosen yet: eager, the model itself
+    best = choose_inference(small, x, repeats=1)
+    rec = small.sparta_inference
+    assert best == rec["mode"] and set(rec["ms"]) == set(INFERENCE_MODES)
+    assert rec["ms"][best] == min(rec["ms"].values())
+    sparta.save(small, tmp_path / "m.safetensors")
+    back = sparta.load(tmp_path / "m.safetensors")
+    assert back.sparta_inference == rec
+    with torch.no_grad():
+        assert torch.allclose(for_inference(back)(x), ref, atol=1e-5)
+
+
+def test_choose_inference_skips_channels_last_without_convs_and_rejects_bad_modes() -> None:
+    from sparta.sparsity.export import choose_inference, for_inference
+
+    mlp = models.create("lenet300", GRAY, width=0.25).train()
+    choose_inference(mlp, torch.rand(4, *GRAY.input_shape), repeats=1)
+    assert set(mlp.sparta_inference["ms"]) == {"eager", "jit"}
+    assert mlp.training  # timed in eval mode, the caller's mode restored
+    with pytest.raises(ValueError, match="allowed"):
+        for_inference(mlp, "tensorrt")
+    with pytest.raises(ValueError, match="not all known"):
+        choose_inference(mlp, torch.rand(4, *GRAY.input_shape), modes=["fast"])

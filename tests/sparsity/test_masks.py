@@ -71,3 +71,65 @@ def test_masks_survive_deepcopy():
     clone = copy.deepcopy(net)
     assert torch.equal(masks_of(clone)["0.weight"], masks_of(net)["0.weight"])
     assert masks_of(clone)["0.weight"] is not masks_of(net)["0.weight"]
+
+
+def test_mask_factors_follow_every_mask_change():
+    """apply_masks/mask_gradients cache float masks; every way a mask changes is seen."""
+    from sparta.train.masks import mask_factors
+
+    net = _net()
+    first = torch.rand(3, 16) > 0.5
+    attach(net, {"3.weight": first})
+    f = mask_factors(net)
+    assert mask_factors(net) is f and f.factors[0].dtype == torch.float32
+    cached = f.factors[0]
+    assert mask_factors(net).factors[0] is cached  # nothing changed: no rebuild
+    # an in-place edit of the buffer (what DST and GMP do)
+    second = torch.rand(3, 16) > 0.5
+    masks_of(net)["3.weight"].copy_(second)
+    with torch.no_grad():
+        net[3].weight.fill_(1.0)
+    apply_masks(net)
+    assert torch.equal(net[3].weight != 0, second)
+    # a new mask on another layer
+    conv = torch.rand(4, 1, 3, 3) > 0.5
+    attach(net, {"0.weight": conv})
+    net(torch.rand(2, 1, 4, 4)).sum().backward()
+    mask_gradients(net)
+    assert bool((net[0].weight.grad[~conv] == 0).all()) and bool(net[0].weight.grad[conv].any())
+    assert bool((net[3].weight.grad[~second] == 0).all())
+    # a cast of the model: factors follow the dtype
+    net.double()
+    with torch.no_grad():
+        net[3].weight.fill_(2.0)
+    apply_masks(net)
+    assert mask_factors(net).factors[0].dtype == torch.float64
+    assert net[3].weight.dtype == torch.float64 and torch.equal(net[3].weight != 0, second)
+    # masks removed: nothing left to apply
+    detach_masks(net)
+    assert mask_factors(net).params == []
+    apply_masks(net)
+
+
+def test_masking_gradients_is_exact_multiplication():
+    """Kept gradient entries are bit-identical, pruned ones exactly zero."""
+    net = _net()
+    mask = torch.rand(3, 16) > 0.3
+    attach(net, {"3.weight": mask})
+    net(torch.rand(2, 1, 4, 4)).sum().backward()
+    before = net[3].weight.grad.clone()
+    mask_gradients(net)
+    assert torch.equal(net[3].weight.grad, torch.where(mask, before, torch.zeros(())))
+
+
+def test_mask_factors_follow_a_replaced_module():
+    """A module swapped for another with its own mask buffer (no attach) is honoured."""
+    net = _net()
+    attach(net, {"3.weight": torch.ones(3, 16, dtype=torch.bool)})
+    apply_masks(net)
+    new = nn.Linear(16, 3)
+    keep = torch.rand(3, 16) > 0.5
+    new.register_buffer("weight_mask", keep)
+    net[3] = new
+    apply_masks(net)
+    assert torch.equal(net[3].weight != 0, keep)

@@ -1,7 +1,8 @@
 """``sparta export``: turn a sparse checkpoint into a smaller or sparse-kernel model.
 
 * ``--format compact``: a channel-masked model becomes a physically smaller dense model
-  (``model.safetensors`` that ``sparta.load`` rebuilds from the checkpoint alone);
+  (``model.safetensors`` that ``sparta.load`` rebuilds from the checkpoint alone), with every
+  BatchNorm folded into the conv/linear before it (``--no-fold-bn`` keeps them);
 * ``--format csr|bsr``: masked Linear/Conv2d layers are stored and run as torch.sparse
   CSR/BSR matrices (``model.safetensors`` holding crow/col/values; ``sparta.load`` rebuilds
   the sparse modules).
@@ -11,7 +12,10 @@ size on disk against a dense checkpoint, and the largest absolute output differe
 the masked model on a batch of the dataset's test split (random inputs if it is missing),
 and the CPU latency of the exported model against the masked one at batch 1 and 256
 (interleaved in one process, medians of ``--latency-repeats``; ``speedup_b*`` is masked over
-exported time).
+exported time). The exported model runs in its fastest CPU inference mode (``--inference
+auto``: eager, channels-last, torch.jit trace + freeze or both, timed at batch 256 and
+recorded in the checkpoint; :func:`sparta.sparsity.export.for_inference` applies it after
+``sparta.load``); ``summary.json`` names it (``inference_mode``).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from sparta.options import Options, option, require
 log = logging.getLogger(__name__)
 FORMATS = ("compact", "csr", "bsr")
 LATENCY_BATCHES = (1, 256)
+INFERENCE_CHOICES = ("auto", "eager", "channels_last", "jit", "jit_channels_last")
 
 
 @dataclass
@@ -45,6 +50,13 @@ class ExportOptions(Options):
     conv: bool = option(True, "also convert Conv2d layers (im2col) for csr/bsr")
     batch: int = option(256, "inputs for the output check")
     latency_repeats: int = option(20, "timed repeats per model and batch size (1 and 256)")
+    fold_bn: bool = option(True, "compact: fold BatchNorm into the conv/linear before it")
+    inference: str = option(
+        "auto",
+        "CPU inference mode of the export: auto (the fastest, measured), eager, channels_last, "
+        "jit or jit_channels_last",
+        choices=INFERENCE_CHOICES,
+    )
 
     def __post_init__(self) -> None:
         if self.format:
@@ -52,6 +64,12 @@ class ExportOptions(Options):
         require(self.blocksize >= 1, "blocksize", self.blocksize, "an integer >= 1")
         require(self.batch >= 1, "batch", self.batch, "an integer >= 1")
         require(self.latency_repeats >= 1, "latency_repeats", self.latency_repeats, ">= 1")
+        require(
+            self.inference in INFERENCE_CHOICES,
+            "inference",
+            self.inference,
+            f"one of {', '.join(INFERENCE_CHOICES)}",
+        )
 
 
 def check_inputs(model: nn.Module, n: int, seed: int = 0) -> tuple[torch.Tensor, str]:
@@ -88,9 +106,10 @@ def dense_size_on_disk(model: nn.Module) -> int:
 
 
 def export_model(
-    model: nn.Module, fmt: str, blocksize: int = 16, conv: bool = True
+    model: nn.Module, fmt: str, blocksize: int = 16, conv: bool = True, fold_bn: bool = False
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The exported model and its figures (parameters, MACs, fractions) against ``model``."""
+    """The exported model and its figures (parameters, MACs, fractions) against ``model``;
+    ``fold_bn`` folds BatchNorm into the layer before it (compact only)."""
     from sparta.models import count_flops, count_params
     from sparta.sparsity import export
     from sparta.sparsity.masks import masks_of
@@ -98,7 +117,7 @@ def export_model(
     shape = tuple(model.sparta_spec["dataset"]["input_shape"])
     if fmt == "compact":
         fraction = export.channel_fraction(model, shape)
-        out = export.compact(model, shape)
+        out = export.compact(model, shape, fold_bn=fold_bn)
         return out, {**export.compact_report(model, out, shape), "channel_sparsity": fraction}
     if not masks_of(model):
         raise ValueError(f"checkpoint model has no masks; prune it before exporting to {fmt}")
@@ -147,21 +166,29 @@ class Export(Command):
     def run(self) -> int:
         import sparta
         from sparta.runs import Run
+        from sparta.sparsity.export import INFERENCE_ATTR, choose_inference, for_inference
 
         opts = self.get(ExportOptions)
         model, _, _ = Run.from_checkpoint(opts.ckpt, splits="none")
-        out, figures = export_model(model, opts.format, opts.blocksize, opts.conv)
+        out, figures = export_model(model, opts.format, opts.blocksize, opts.conv, opts.fold_bn)
         inputs, source = check_inputs(model, max(opts.batch, max(LATENCY_BATCHES)))
         x = inputs[: opts.batch]
+        out.eval()
+        if opts.inference == "auto":
+            choose_inference(out, inputs, max(3, opts.latency_repeats // 4))
+        else:
+            setattr(out, INFERENCE_ATTR, {"mode": opts.inference})
+        fast = for_inference(out)
         with torch.no_grad():
-            diff = float((model(x) - out.eval()(x)).abs().max())
-        latency = export_latency(model, out, inputs, opts.latency_repeats)
+            diff = float((model(x) - fast(x)).abs().max())
+        latency = export_latency(model, fast, inputs, opts.latency_repeats)
         run_ = self.create_run(self.config())
         source_file = str(model.sparta_checkpoint["path"])
         path = sparta.save(out, run_.path, source=source_file, format=opts.format)
         size, size_dense = _file_size(path), dense_size_on_disk(model)
         summary = {
             "format": opts.format,
+            "inference_mode": getattr(out, INFERENCE_ATTR)["mode"],
             **figures,
             "size_bytes": size,
             "size_bytes_dense": size_dense,
@@ -176,7 +203,8 @@ class Export(Command):
         print(
             f"{opts.format}: params {summary['param_fraction']:.3f}, "
             f"MACs {summary['mac_fraction']:.3f}, size {summary['size_fraction']:.3f} of dense; "
-            f"max |diff| {diff:.2e} on {x.shape[0]} {source} inputs"
+            f"max |diff| {diff:.2e} on {x.shape[0]} {source} inputs; "
+            f"inference mode {summary['inference_mode']}"
         )
         print(
             "latency (ms, median of "

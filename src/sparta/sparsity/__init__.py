@@ -9,7 +9,15 @@ from sparta.sparsity.channels import channel_masks, channel_scores, prune_channe
 from sparta.sparsity.criteria import criterion_names, register_criterion, score
 from sparta.sparsity.dst import SET, DynamicSparsity, RigL, create_dst
 from sparta.sparsity.dst.sup_tickets import SupTickets
-from sparta.sparsity.export import compact, compact_report, sparse_size_bytes, to_sparse
+from sparta.sparsity.export import (
+    choose_inference,
+    compact,
+    compact_report,
+    fold_batchnorm,
+    for_inference,
+    sparse_size_bytes,
+    to_sparse,
+)
 from sparta.sparsity.groups import ChannelGroup, channel_groups
 from sparta.sparsity.handle import MaskCallback, SparsityHandle
 from sparta.sparsity.hydra import HydraOptions, HydraResult, hydra
@@ -100,4 +108,7 @@ __all__ = [
     "AnytimeConfig",
     "progressive",
     "run_anytime",
+    "choose_inference",
+    "fold_batchnorm",
+    "for_inference",
 ]

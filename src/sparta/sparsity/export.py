@@ -6,6 +6,12 @@
   from the checkpoint alone.
 - :func:`shrink`: the same removal in place during training (a model, its masks and an
   optimizer's state cut to the kept channels), for methods that shrink as they train (Chase).
+  from the checkpoint alone. ``compact(..., fold_bn=True)`` (what ``sparta export`` and the
+  card use) also folds every BatchNorm into the conv/linear before it (:func:`fold_batchnorm`).
+- :func:`choose_inference` / :func:`for_inference`: the fastest CPU execution of a model,
+  measured per model among eager, channels-last, ``torch.jit`` (trace + freeze) and both; the
+  choice is recorded on the model and saved with it, and applied at inference time (a frozen
+  TorchScript module is not a safetensors checkpoint, so it is never what is saved).
 - :func:`to_sparse`: masked Linear (and Conv2d, through ``unfold``/im2col) layers become
   modules that multiply with a ``torch.sparse`` CSR or BSR weight. Their tensors
   (``crow_indices``, ``col_indices``, ``values``) are ordinary buffers, so the model saves
@@ -28,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparta import io
-from sparta.models.utils import input_shape_of
+from sparta.models.utils import eval_mode, input_shape_of
 from sparta.sparsity.groups import ChannelGroup, channel_groups
 from sparta.sparsity.masks import SUFFIX, detach_masks, masks_of
 
@@ -36,8 +42,13 @@ log = logging.getLogger(__name__)
 
 SHAPES_KEY = "shapes"
 SPARSE_KEY = "sparse"
+FOLDED_KEY = "folded"
+INFERENCE_KEY = "inference"
 SHAPES_ATTR = "sparta_shapes"
 SPARSE_ATTR = "sparta_sparse"
+FOLDED_ATTR = "sparta_folded"
+INFERENCE_ATTR = "sparta_inference"
+INFERENCE_MODES = ("eager", "channels_last", "jit", "jit_channels_last")
 FORMATS = ("csr", "bsr")
 _RESIZABLE = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -128,7 +139,9 @@ def _copy_into(new: nn.Module, old: nn.Module, index: dict[int, torch.Tensor]) -
     new.train(old.training)
 
 
-def compact(model: nn.Module, input_shape: Sequence[int] | None = None) -> nn.Module:
+def compact(
+    model: nn.Module, input_shape: Sequence[int] | None = None, *, fold_bn: bool = False
+) -> nn.Module:
     """A physically smaller copy of a channel-masked ``model`` (``model`` is not changed).
 
     Channels removed by the masks (see :func:`kept_channels`) are cut from their producers'
@@ -137,6 +150,10 @@ def compact(model: nn.Module, input_shape: Sequence[int] | None = None) -> nn.Mo
     The new sizes are recorded on the copy (``sparta_shapes``) so that :func:`sparta.save`
     writes them and :func:`sparta.load` rebuilds the small model. ``input_shape`` defaults
     to the model's sparta spec. A model without removed channels is an error.
+
+    ``fold_bn`` also folds each BatchNorm into the conv/linear before it
+    (:func:`fold_batchnorm`): an inference model, equal to the masked model in eval mode up
+    to float rounding (~1e-6 relative), and one pass over the activations less per BatchNorm.
     """
     shape = input_shape_of(model, input_shape)
     groups = channel_groups(model, shape)
@@ -184,7 +201,222 @@ def compact(model: nn.Module, input_shape: Sequence[int] | None = None) -> nn.Mo
         _set_module(small, name, new)
         shapes[name] = {"type": type(old).__name__, **sizes}
     setattr(small, SHAPES_ATTR, shapes)
-    return small
+    return fold_batchnorm(small, shape, copy_model=False) if fold_bn else small
+
+
+# ------------------------------------------------------------------ BatchNorm folding
+_FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+def batchnorm_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """``(layer, batchnorm)`` names where the BatchNorm reads only that Conv/Linear's output
+    and nothing else reads it (found with ``torch.fx``), so the BatchNorm can be folded.
+
+    A module called more than once, a BatchNorm without running statistics, or a model that
+    ``torch.fx`` cannot trace gives no pair (folding is an optimisation, never an error).
+    """
+    import torch.fx
+
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # noqa: BLE001 - an untraceable model is simply not folded
+        log.info("%s cannot be traced with torch.fx; BatchNorm not folded", type(model).__name__)
+        return []
+    mods = dict(model.named_modules())
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        bn = mods.get(node.target) if node.op == "call_module" else None
+        if not isinstance(bn, nn.BatchNorm1d | nn.BatchNorm2d) or bn.running_mean is None:
+            continue
+        src = node.args[0] if node.args else None
+        if not isinstance(src, torch.fx.Node) or src.op != "call_module":
+            continue
+        layer = mods.get(src.target)
+        if (
+            type(layer) in _FOLDABLE
+            and len(src.users) == 1
+            and calls[src.target] == 1
+            and calls[node.target] == 1
+            and layer.weight.shape[0] == bn.num_features
+        ):
+            pairs.append((str(src.target), str(node.target)))
+    return pairs
+
+
+def _add_bias(layer: nn.Module) -> None:
+    if layer.bias is None:
+        w = layer.weight
+        layer.bias = nn.Parameter(torch.zeros(w.shape[0], dtype=w.dtype, device=w.device))
+
+
+@torch.no_grad()
+def fold_batchnorm(
+    model: nn.Module, input_shape: Sequence[int] | None = None, *, copy_model: bool = True
+) -> nn.Module:
+    """A copy of ``model`` with every foldable BatchNorm (:func:`batchnorm_pairs`) folded
+    into the Conv/Linear before it and replaced by ``nn.Identity``.
+
+    In eval mode BN is ``y = (z - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``;
+    with ``z = W x + b`` that is ``W' = s * W`` (per output row) and ``b' = (b - mean) * s
+    + beta`` (a bias is added to a layer without one). The result computes what ``model``
+    computes in eval mode (float rounding aside; train-mode batch statistics are gone), so it
+    is an inference model. The layers' masks stay valid (a zero weight stays zero); a folded
+    BatchNorm's own masks go with it (a channel it zeroed has a zero row and bias). The pairs are
+    recorded (``sparta_folded``) so that :func:`sparta.save` / :func:`sparta.load`
+    rebuild the folded model. ``input_shape`` is accepted for symmetry with :func:`compact`
+    and unused. ``copy_model=False`` folds ``model`` itself.
+    """
+    del input_shape
+    out = copy.deepcopy(model) if copy_model else model
+    folded: dict[str, str] = dict(getattr(out, FOLDED_ATTR, None) or {})
+    for layer_name, bn_name in batchnorm_pairs(out):
+        layer, bn = out.get_submodule(layer_name), out.get_submodule(bn_name)
+        scale = bn.running_var.add(bn.eps).rsqrt()
+        shift = -bn.running_mean * scale
+        if bn.affine:
+            scale = scale * bn.weight
+            shift = shift * bn.weight + bn.bias
+        _add_bias(layer)
+        layer.weight.mul_(scale.view(-1, *([1] * (layer.weight.dim() - 1))))
+        layer.bias.mul_(scale).add_(shift)
+        _set_module(out, bn_name, nn.Identity())
+        folded[bn_name] = layer_name
+    if folded:
+        setattr(out, FOLDED_ATTR, folded)
+    return out
+
+
+def _describe_folded(model: nn.Module) -> dict[str, str] | None:
+    return getattr(model, FOLDED_ATTR, None) or None
+
+
+def _restore_folded(model: nn.Module, tensors: dict[str, torch.Tensor], value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"checkpoint extra 'folded' must be a dict, got {type(value).__name__}")
+    for bn_name, layer_name in value.items():
+        try:
+            layer = model.get_submodule(layer_name)
+            model.get_submodule(bn_name)
+        except AttributeError:
+            raise ValueError(
+                f"checkpoint folds {bn_name!r} into {layer_name!r}, which the model lacks"
+            ) from None
+        if type(layer) not in _FOLDABLE:
+            raise ValueError(f"checkpoint folds a BatchNorm into {layer_name!r}, a {type(layer)}")
+        _add_bias(layer)
+        _set_module(model, bn_name, nn.Identity())
+    setattr(model, FOLDED_ATTR, dict(value))
+
+
+# ------------------------------------------------------------------ fastest CPU execution
+class _ChannelsLast(nn.Module):
+    """Runs ``inner`` (weights in channels-last order) on a channels-last copy of a 4-D input."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.inner(x)
+
+
+def _has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def for_inference(
+    model: nn.Module, mode: str | None = None, input_shape: Sequence[int] | None = None
+) -> nn.Module:
+    """``model`` prepared for fast CPU inference in ``mode`` (default: the mode recorded on
+    the model by :func:`choose_inference`, else ``"eager"``, which returns ``model`` itself).
+
+    ``channels_last``: a copy with 4-D weights in channels-last order that converts 4-D
+    inputs (oneDNN convolutions are faster on it for some shapes). ``jit``: the eval-mode
+    model traced on a zero batch of ``input_shape`` (default: the model's spec) and frozen
+    with ``torch.jit.freeze`` (parameters become constants, BatchNorm folded into convs, no
+    Python per layer). ``jit_channels_last``: both. The result is for inference only (no
+    gradients to the weights; call it under ``torch.no_grad``/``inference_mode``); save the
+    eager model (it carries the mode) and call this again after :func:`sparta.load`.
+    """
+    if mode is None:
+        mode = (getattr(model, INFERENCE_ATTR, None) or {}).get("mode", "eager")
+    if mode not in INFERENCE_MODES:
+        raise ValueError(f"inference mode {mode!r} is not known; allowed: {INFERENCE_MODES}")
+    if mode == "eager":
+        return model
+    out = copy.deepcopy(model).eval()
+    last = mode.endswith("channels_last")
+    if last:
+        out = out.to(memory_format=torch.channels_last)
+    if mode.startswith("jit"):
+        ref = next(iter(out.parameters()), None)
+        x = torch.zeros(
+            (2, *input_shape_of(model, input_shape)),
+            device=None if ref is None else ref.device,
+            dtype=None if ref is None else ref.dtype,
+        )
+        if last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), warnings.catch_warnings():
+            # constants in the trace (sparse weights) are what freezing makes of them anyway;
+            # torch 2.13 deprecates torch.jit in favour of torch.compile, which compiled
+            # LeNet-5 in 137 s here and ran no faster (BENCHMARKS.md, "Sparsity: real speed")
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            out = torch.jit.freeze(torch.jit.trace(out, x))
+    return _ChannelsLast(out) if last else out
+
+
+def choose_inference(
+    model: nn.Module,
+    x: torch.Tensor,
+    repeats: int = 5,
+    modes: Sequence[str] = INFERENCE_MODES,
+) -> str:
+    """Time ``model`` on ``x`` in each of ``modes`` (:func:`for_inference`; interleaved,
+    medians of ``repeats``, :func:`sparta.models.timing.measure_latency`; in eval mode, the
+    caller's mode restored), record the
+    fastest on the model (``sparta_inference``: the mode and every median in ms, saved by
+    :func:`sparta.save`) and return it. Channels-last modes are tried only on a model with a
+    Conv2d and 4-D inputs. The choice is the fastest on this machine, for this batch size.
+    """
+    from sparta.models.timing import measure_latency
+
+    bad = [m for m in modes if m not in INFERENCE_MODES]
+    if bad or not modes:
+        raise ValueError(f"inference modes {list(modes)} are not all known: {INFERENCE_MODES}")
+    if not (_has_conv2d(model) and x.dim() == 4):
+        modes = [m for m in modes if not m.endswith("channels_last")] or ["eager"]
+    shape = tuple(x.shape[1:])
+    runs: dict[str, nn.Module] = {}
+    with eval_mode(model):  # the caller's train/eval mode is restored afterwards
+        for m in modes:
+            try:
+                runs[m] = for_inference(model, m, shape)
+            except Exception as e:  # noqa: BLE001 - a mode that cannot run is not chosen
+                log.info("inference mode %s unavailable for %s: %s", m, type(model).__name__, e)
+        ms = measure_latency(runs, x, repeats)
+    best = min(ms, key=ms.__getitem__)
+    setattr(model, INFERENCE_ATTR, {"mode": best, "ms": {k: round(v, 4) for k, v in ms.items()}})
+    return best
+
+
+def _describe_inference(model: nn.Module) -> dict[str, Any] | None:
+    return getattr(model, INFERENCE_ATTR, None) or None
+
+
+def _restore_inference(model: nn.Module, tensors: dict[str, torch.Tensor], value: Any) -> None:
+    if not isinstance(value, dict) or value.get("mode") not in INFERENCE_MODES:
+        raise ValueError(
+            f"checkpoint extra 'inference' must name a mode of {INFERENCE_MODES}, got {value!r}"
+        )
+    setattr(model, INFERENCE_ATTR, dict(value))
 
 
 def _take(t: torch.Tensor, index: dict[int, torch.Tensor], shape: Sequence[int]) -> torch.Tensor:
@@ -557,11 +789,15 @@ def _restore_sparse(model: nn.Module, tensors: dict[str, torch.Tensor], value: A
 
 def _register() -> None:
     io.register_extra(SHAPES_KEY, _describe_shapes, _restore_shapes)
+    io.register_extra(FOLDED_KEY, _describe_folded, _restore_folded)
     io.register_extra(SPARSE_KEY, _describe_sparse, _restore_sparse)
-    # restore order follows registration order: sizes first, then sparse layers, then the
-    # rest (masks of a compacted model must meet the compacted shapes)
+    io.register_extra(INFERENCE_KEY, _describe_inference, _restore_inference)
+    # restore order follows registration order: sizes first, then folded BatchNorms (biases
+    # added), then sparse layers, then the rest (masks of a compacted model must meet the
+    # compacted shapes)
+    first = (SHAPES_KEY, FOLDED_KEY, SPARSE_KEY, INFERENCE_KEY)
     extras = io._EXTRAS
-    for key in [k for k in extras if k not in (SHAPES_KEY, SPARSE_KEY)]:
+    for key in [k for k in extras if k not in first]:
         extras[key] = extras.pop(key)
 
 

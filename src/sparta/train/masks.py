@@ -13,6 +13,7 @@ a pruned model, certifying one) keeps a model's masks without importing ``sparsi
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -90,19 +91,69 @@ def _as_factor(mask: torch.Tensor) -> torch.Tensor:
     return mask.view(torch.uint8) if mask.dtype == torch.bool else mask
 
 
+class MaskFactors:
+    """The masks of one model as float tensors of each parameter's dtype, for the hot path.
+
+    Multiplying a float32 tensor in place by a float32 mask costs a third of multiplying it
+    by a uint8 view of the bool mask on CPU when both are in cache (no type promotion: 45
+    vs 141 us for LeNet-300-100's first layer), though in a full training step, where the
+    pass is memory-bound, the two measured the same (BENCHMARKS.md). One
+    ``torch._foreach_mul_`` masks every layer in one call (fused on CUDA). The factors cost
+    one float copy of each masked parameter. Every call re-reads the model's masks (a walk
+    over its modules: 6 us on LeNet-300-100, 80 us on ResNet-20) and rebuilds the factors
+    when a mask or parameter is not the same object, a mask was edited in place (its
+    ``_version``) or a parameter was cast or moved, so attached, removed, replaced or
+    edited masks and replaced modules are always honoured.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self._model = weakref.ref(model)
+        self._seen: list[tuple[nn.Parameter, torch.Tensor, int]] = []
+        self.params: list[nn.Parameter] = []
+        self.factors: list[torch.Tensor] = []
+
+    def refresh(self) -> MaskFactors:
+        """Rebuild the factors if a mask or parameter changed since the last call."""
+        model = self._model()
+        found = [] if model is None else [(p, m) for _, p, m in named_masks(model)]
+        if len(found) == len(self._seen) and all(
+            p is p0 and m is m0 and m._version == v and f.dtype == p.dtype and f.device == p.device
+            for (p, m), (p0, m0, v), f in zip(found, self._seen, self.factors, strict=True)
+        ):
+            return self
+        self._seen = [(p, m, m._version) for p, m in found]
+        self.params = [p for p, _ in found]
+        self.factors = [m.detach().to(p.dtype) for p, m in found]
+        return self
+
+
+_FACTORS: weakref.WeakKeyDictionary[nn.Module, MaskFactors] = weakref.WeakKeyDictionary()
+
+
+def mask_factors(model: nn.Module) -> MaskFactors:
+    """The model's :class:`MaskFactors`, cached per model and refreshed when masks change."""
+    cached = _FACTORS.get(model)
+    if cached is None:
+        cached = _FACTORS[model] = MaskFactors(model)
+    return cached.refresh()
+
+
 @torch.no_grad()
 def apply_masks(model: nn.Module) -> None:
     """Zero every pruned entry of every masked parameter (in place)."""
-    for _, p, mask in named_masks(model):
-        p.mul_(_as_factor(mask))
+    f = mask_factors(model)
+    if f.params:
+        torch._foreach_mul_(f.params, f.factors)
 
 
 @torch.no_grad()
 def mask_gradients(model: nn.Module) -> None:
     """Zero the gradients of pruned entries, so momentum never builds up on them."""
-    for _, p, mask in named_masks(model):
-        if p.grad is not None:
-            p.grad.mul_(_as_factor(mask))
+    f = mask_factors(model)
+    pairs = [(p.grad, m) for p, m in zip(f.params, f.factors, strict=True) if p.grad is not None]
+    if pairs:
+        grads, factors = zip(*pairs, strict=True)
+        torch._foreach_mul_(list(grads), list(factors))
 
 
 def reset_optimizer_state(

@@ -83,7 +83,8 @@ def accuracy(ctx: CellContext, model: nn.Module, variant: str, sparsity: float, 
 
 # ------------------------------------------------------------------ efficiency
 def _exports(model: nn.Module) -> dict[str, nn.Module]:
-    """The exported forms of ``model`` to time: compact (channels removed), CSR, BSR."""
+    """The exported forms of ``model`` to time: compact (channels removed, BatchNorm folded),
+    CSR, BSR."""
     from sparta.sparsity import compact, masks_of, to_sparse
     from sparta.sparsity.export import SHAPES_ATTR, channel_fraction
     from sparta.sparsity.masks import detach_masks
@@ -93,7 +94,7 @@ def _exports(model: nn.Module) -> dict[str, nn.Module]:
     out: dict[str, nn.Module] = {}
     try:
         if channel_fraction(model) > 0:
-            out["compact"] = compact(model)
+            out["compact"] = compact(model, fold_bn=True)
     except ValueError:
         pass
     if "compact" not in out and getattr(model, SHAPES_ATTR, None):
@@ -130,7 +131,12 @@ def efficiency(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
     of the fastest export against the dense model at batch 1 and 256 (medians)."""
     from sparta.io import save
     from sparta.sparsity import report
-    from sparta.sparsity.export import SHAPES_ATTR, channel_fraction
+    from sparta.sparsity.export import (
+        SHAPES_ATTR,
+        channel_fraction,
+        choose_inference,
+        for_inference,
+    )
     from sparta.sparsity.groups import channel_groups
 
     g = report(model)["global"]
@@ -148,7 +154,13 @@ def efficiency(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
     exports = _exports(model.eval())
     test = ctx.splits().test
     reps = ctx.options.latency_repeats
-    lat = latency_by_batch({"__dense__": dense, **exports}, test.x[:256], (1, 256), reps)
+    # the compact export runs in its fastest CPU mode (eager, channels-last, jit), chosen on
+    # its own timing run before the reported one
+    runs = dict(exports)
+    if "compact" in exports:
+        choose_inference(exports["compact"], test.x[:256], max(2, reps // 4))
+        runs["compact"] = for_inference(exports["compact"])
+    lat = latency_by_batch({"__dense__": dense, **runs}, test.x[:256], (1, 256), reps)
     # the export with the best geometric-mean ratio to the dense model over both batch sizes
     best = min(
         exports, key=lambda k: lat[1][k] / lat[1]["__dense__"] * lat[256][k] / lat[256]["__dense__"]
@@ -161,7 +173,9 @@ def efficiency(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
         "params": int(g["params_kept"]),
         "macs": int(g.get("macs_kept", 0)),
         "size_bytes": int(size),
-        "export_format": best,
+        "export_format": best
+        if best != "compact"
+        else f"compact ({exports[best].sparta_inference['mode']})",
         "latency_b1_ms": lat[1][best],
         "latency_b256_ms": lat[256][best],
         "speedup_b1": lat[1]["__dense__"] / lat[1][best],
@@ -170,7 +184,9 @@ def efficiency(ctx: CellContext, model: nn.Module, variant: str, sparsity: float
     desc = (
         "Weight sparsity over prunable weights, channels removed, kept parameters and MACs "
         "(one image); size of the exported model's safetensors file; CPU latency (torch "
-        f"threads: {torch.get_num_threads()}) of the fastest export (compact, CSR or BSR) and of "
+        f"threads: {torch.get_num_threads()}) of the fastest export (compact, CSR or BSR; "
+        "compact with BatchNorm folded, in its fastest of eager, channels-last and torch.jit) "
+        "and of "
         f"the dense model at batch 1 and 256, interleaved, median of {reps} repeats. "
         "Latencies depend on the machine and its load; the speedup is the ratio in one process."
     )
