@@ -98,6 +98,10 @@ class Patches:
         out[rows, :, :, hh, ww] = self.k.permute(0, 3, 4, 1, 2)
         return out[..., top : top + h, left : left + w]
 
+    def select(self, rows: torch.Tensor) -> Patches:
+        """The rows ``rows`` (a long index), on their own windows."""
+        return Patches(self.k[rows], self.oh[rows], self.ow[rows], self.shape)
+
     def dot(self, t: torch.Tensor) -> torch.Tensor:
         """``sum(a * t)`` per row and example, ``t`` as in :meth:`windows` -> (R, B)."""
         return (self.k * self.windows(t)).flatten(2).sum(-1)
@@ -196,6 +200,11 @@ def widest_window(graph: Graph, name: str) -> int:
 
 def to_dense(a: Patches | torch.Tensor) -> torch.Tensor:
     return a.dense() if isinstance(a, Patches) else a
+
+
+def select(a: Patches | torch.Tensor, rows: torch.Tensor) -> Patches | torch.Tensor:
+    """Rows ``rows`` of dense or patches coefficients (or slopes)."""
+    return a.select(rows) if isinstance(a, Patches) else a[rows]
 
 
 def add(x: Patches | torch.Tensor, y: Patches | torch.Tensor) -> Patches | torch.Tensor:
