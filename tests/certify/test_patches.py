@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparta.certify import bounds, crown
+from sparta.certify import bounds, crown, patches
 from sparta.certify.domain import InputDomain
 from sparta.certify.graph import trace
 from sparta.certify.ibp import interval, spec_matrix
@@ -77,6 +77,7 @@ def crown_bounds(model, x, y, use_patches: bool, monkeypatch):
 @pytest.mark.parametrize("name", list(NETS))
 def test_patches_equal_dense_crown(name, monkeypatch):
     model, x, y = problem(name)
+    monkeypatch.setattr(crown, "PER_EXAMPLE", False)  # the dense path's rows (see below)
     found = {p: crown_bounds(model, x, y, p, monkeypatch) for p in (True, False)}
     p, d = found[True], found[False]
     for a, b in ((p.lower, d.lower), (p.upper, d.upper), (p.margin_lower, d.margin_lower)):
@@ -220,3 +221,55 @@ def test_intermediate_slopes_of_feature_maps_live_on_windows(monkeypatch):
         ]
     assert count[False][1] == 0 and count[True][1] == 1  # conv2's rows: windows of relu1
     assert count[True][0] == count[False][0] - 1  # the Linear layers' rows: dense slopes
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_rows_per_example_equal_rows_per_neuron(name, monkeypatch):
+    """CROWN's feature-map rows per (example, neuron) that needs them give the bounds of rows
+    per neuron for the whole batch (the union), on every bound that matters."""
+    model, x, y = problem(name)
+    found = {}
+    for per_example in (True, False):
+        monkeypatch.setattr(crown, "PER_EXAMPLE", per_example)
+        found[per_example] = crown_bounds(model, x, y, True, monkeypatch)
+    p, u = found[True], found[False]
+    for a, b in ((p.lower, u.lower), (p.upper, u.upper), (p.margin_lower, u.margin_lower)):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0), float((a - b).abs().max())
+    for k, (lo, up) in p.preact.items():  # where a neuron is unstable, equal bounds
+        lo_u, up_u = u.preact[k]
+        unstable = (lo_u < 0) & (up_u > 0)
+        assert torch.allclose(lo[unstable], lo_u[unstable], atol=1e-5, rtol=0), k
+        assert torch.allclose(up[unstable], up_u[unstable], atol=1e-5, rtol=0), k
+
+
+def test_per_example_rows_read_and_write_their_own_example():
+    idx, ex = torch.tensor([5, 13]), torch.tensor([1, 0])  # (0,1,1) of example 1, (1,0,1) of 0
+    p = Patches.unit(idx, (2, 3, 4), torch.float32, ex, batch=2)
+    d = p.dense()
+    assert d.shape == (4, 2, 2, 3, 4)
+    assert d[0, 1, 0, 1, 1] == 1 and d[1, 0, 1, 0, 1] == 1 and d[2, 1, 0, 1, 1] == -1
+    assert d.abs().sum() == 4  # nothing on the other example
+    t = torch.arange(48.0).view(2, 2, 3, 4)
+    assert torch.equal(p.dot(t), torch.tensor([[24.0 + 5], [13], [-29], [-13]]))
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        nn.Conv2d(6, 1, 5),  # LeNet-5's conv1, transposed: one output channel
+        nn.Conv2d(3, 4, 3, stride=2),
+        nn.Conv2d(4, 4, 3, dilation=2, groups=2),
+    ],
+)
+def test_conv_back_as_matmul_equals_conv_and_its_weight_gradient(conv, monkeypatch):
+    torch.manual_seed(0)
+    flat = torch.randn(400, conv.out_channels, 2, 3)
+    found = {}
+    for numel in (10**6, 0):  # the matmul, then the transposed conv
+        monkeypatch.setattr(patches, "MATRIX_NUMEL", numel)
+        out = patches.conv_back(flat, conv)
+        (g,) = torch.autograd.grad((out * out.detach().sin()).sum(), [conv.weight])
+        found[numel] = out.detach(), g
+    (m, gm), (c, gc) = found[10**6], found[0]
+    assert m.shape == c.shape and torch.allclose(m, c, atol=1e-5, rtol=0)
+    assert torch.allclose(gm, gc, atol=1e-3, rtol=1e-4), float((gm - gc).abs().max())
