@@ -185,10 +185,12 @@ def conv_back(flat: torch.Tensor, m: torch.nn.Conv2d) -> torch.Tensor:
 
     n, c, kh, kw = flat.shape
     pair = torch.nn.modules.utils._pair
-    st, dil, ks = pair(m.stride), pair(m.dilation), pair(m.kernel_size)
+    # from the weight, not the module's attributes: a functional conv2d has no ``kernel_size``
+    c_in, ks = m.weight.shape[1] * m.groups, tuple(m.weight.shape[2:])
+    st, dil = pair(m.stride), pair(m.dilation)
     out = [((kh, kw)[i] - 1) * st[i] + dil[i] * (ks[i] - 1) + 1 for i in range(2)]
     size = c * kh * kw
-    if m.in_channels * out[0] * out[1] > MATRIX_NUMEL or n < 4 * size:
+    if c_in * out[0] * out[1] > MATRIX_NUMEL or n < 4 * size:
         return go(flat)
     eye = torch.eye(size, dtype=flat.dtype, device=flat.device).view(size, c, kh, kw)
     mat = go(eye)
