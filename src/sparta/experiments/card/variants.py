@@ -123,22 +123,25 @@ def lottery(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
 @VARIANTS.register("rigl", sparse=True, summary="RigL dynamic sparse training from scratch (ERK)")
 def rigl(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     """RigL at ``sparsity`` (ERK distribution) for ``rigl_epochs`` (0: ``--epochs``)."""
+    model, dst, epochs = _dst_start(ctx, "rigl", sparsity, seed)
+    ctx.fit(model, epochs, seed, [dst])
+    return model, {"epochs": epochs}
+
+
+def _dst_start(ctx: CellContext, method: str, sparsity: float, seed: int):
+    """A fresh model and the DST ``method`` at ``sparsity`` (ERK) with 20 topology updates over
+    ``rigl_epochs`` (0: ``--epochs``): ``(model, dst, epochs)``, to train with ``ctx.fit``."""
     from sparta.sparsity import create_dst
 
     o = ctx.options
     epochs = o.rigl_epochs or o.epochs
     model = ctx.fresh(seed)
     total = max(1, epochs) * _steps_per_epoch(ctx)
+    interval = max(1, total // 20)
     dst = create_dst(
-        "rigl",
-        model,
-        sparsity,
-        distribution="erk",
-        update_interval=max(1, total // 20),
-        seed=seed,
+        method, model, sparsity, distribution="erk", update_interval=interval, seed=seed
     )
-    ctx.fit(model, epochs, seed, [dst])
-    return model, {"epochs": epochs}
+    return model, dst, epochs
 
 
 @VARIANTS.register(
@@ -421,16 +424,9 @@ def sup_tickets(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     """RigL at ``sparsity`` (ERK) for ``rigl_epochs`` (0: ``--epochs``), the same budget as
     the ``rigl`` variant, with Sup-tickets' 4 cosine cycles in the last 20% of the steps; the
     model is the superposition pruned back to the budget (2205.15322)."""
-    from sparta.sparsity import create_dst
     from sparta.sparsity.dst.sup_tickets import SupTickets
 
-    o = ctx.options
-    epochs = o.rigl_epochs or o.epochs
-    model = ctx.fresh(seed)
-    total = max(1, epochs) * _steps_per_epoch(ctx)
-    dst = create_dst(
-        "rigl", model, sparsity, distribution="erk", update_interval=max(1, total // 20), seed=seed
-    )
+    model, dst, epochs = _dst_start(ctx, "rigl", sparsity, seed)
     sup = SupTickets(dst, cycles=4)
     ctx.fit(model, epochs, seed, [dst, sup])
     return model, {"epochs": epochs, "tickets": sup.count}
@@ -491,20 +487,7 @@ def chase(ctx: CellContext, sparsity: float, seed: int) -> Recipe:
     """Chase (2305.19454) at ``sparsity`` (ERK) for ``rigl_epochs`` (0: ``--epochs``), the
     same budget and update interval as the ``rigl`` variant; 30% of the channels go between
     10% and 50% of training, so the trained model is physically smaller."""
-    from sparta.sparsity import create_dst
-
-    o = ctx.options
-    epochs = o.rigl_epochs or o.epochs
-    model = ctx.fresh(seed)
-    total = max(1, epochs) * _steps_per_epoch(ctx)
-    dst = create_dst(
-        "chase",
-        model,
-        sparsity,
-        distribution="erk",
-        update_interval=max(1, total // 20),
-        seed=seed,
-    )
+    model, dst, epochs = _dst_start(ctx, "chase", sparsity, seed)
     ctx.fit(model, epochs, seed, [dst])
     removed = 1.0 - dst.channels / dst.total_channels
     return model, {"epochs": epochs, "channels_removed": removed}
