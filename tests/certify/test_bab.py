@@ -70,6 +70,23 @@ def test_beta_crown_needs_fewer_branches_than_crown():
     assert fewer >= 1
 
 
+def test_verify_passes_the_branching_rule_to_bab():
+    model, x, y = tiny_net(23)
+    found = {
+        b: verify(model, x, y, EPS, method="bab", timeout=120, bab_branching=b)
+        for b in ("intercept", "fsb")
+    }
+    assert found["fsb"].status == found["intercept"].status
+    # the two rules split differently, so the searches differ in size
+    assert found["fsb"].branches[0] != found["intercept"].branches[0]
+
+
+def test_bab_branching_is_checked():
+    model, x, y = tiny_net(4)
+    with pytest.raises(ValueError, match="bab_branching='random'.*intercept"):
+        verify(model, x, y, EPS, method="bab", bab_branching="random")
+
+
 def test_bab_bound_is_checked():
     model, x, y = tiny_net(4)
     with pytest.raises(ValueError, match="bab_bound='lp'.*beta-crown"):

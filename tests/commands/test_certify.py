@@ -65,6 +65,7 @@ def test_certify_smooth(run_dir, tmp_path):
         (["--method", "smooth", "--alpha", "1.5"], "alpha"),
         (["--method", "bab", "--eps", "0.1", "--timeout", "0"], "timeout"),
         (["--method", "bab", "--eps", "0.1", "--bab-bound", "lp"], "bab_bound='lp'"),
+        (["--method", "bab", "--eps", "0.1", "--bab-branching", "x"], "bab_branching='x'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, capsys, extra, needle):

@@ -17,7 +17,7 @@ from torch import nn
 
 from sparta import progress
 from sparta.certify.api import METHODS, bounds, check_method
-from sparta.certify.bab import BOUNDS, BaB
+from sparta.certify.bab import BOUNDS, BRANCHING, BaB
 from sparta.certify.domain import check_eps, check_norm
 from sparta.certify.graph import trace
 from sparta.certify.methods import CERTIFY, register_certify_method
@@ -81,13 +81,15 @@ def verify(
     falsifier: Falsifier | None = None,
     batch: int = 64,
     bab_bound: str = "beta-crown",
+    bab_branching: str = "intercept",
 ) -> VerifyResult:
     """Verify every example of ``(x, y)`` against ``||x' - x||_norm <= eps`` ∩ [0, 1].
 
     Order: clean check, then bounds of ``method`` ("bab" starts from CROWN) for the whole batch,
     then ``falsifier`` (if given) on the rest, then, for "bab", branch and bound per example
     with ``timeout`` seconds and ``max_branches`` sub-problems each, its sub-problems bounded
-    by ``bab_bound`` (:data:`~sparta.certify.bab.BOUNDS`: beta-CROWN by default). Incomplete
+    by ``bab_bound`` (:data:`~sparta.certify.bab.BOUNDS`: beta-CROWN by default) and split on
+    the neuron ``bab_branching`` picks (:data:`~sparta.certify.bab.BRANCHING`). Incomplete
     methods leave what neither proves nor breaks as "unknown".
     """
     method = check_method(method, VERIFY_METHODS)
@@ -96,6 +98,10 @@ def verify(
         raise ValueError(f"timeout={timeout!r} is not allowed; expected seconds > 0")
     if bab_bound not in BOUNDS:
         raise ValueError(f"bab_bound={bab_bound!r} is not allowed; expected one of {BOUNDS}")
+    if bab_branching not in BRANCHING:
+        raise ValueError(
+            f"bab_branching={bab_branching!r} is not allowed; expected one of {BRANCHING}"
+        )
     start = time.perf_counter()
     y = y.long()
     status = ["unknown"] * len(y)
@@ -118,7 +124,7 @@ def verify(
         if broken[j]:
             status[i], cex[i] = "falsified", x_adv[j : j + 1].detach()
     if method == "bab":
-        bab = BaB(graph, eps, norm, batch, bab_bound)
+        bab = BaB(graph, eps, norm, batch, bab_bound, branching=bab_branching)
         with frozen(model):
             todo = [i for i, s in enumerate(status) if s == "unknown"]
             for i in progress.bar(todo, desc="bab examples"):

@@ -35,6 +35,9 @@ class CertifyOptions(Options):
     bab_bound: str = option(
         "beta-crown", "BaB sub-problem bounds: beta-crown, alpha-crown or crown (the old BaB)"
     )
+    bab_branching: str = option(
+        "intercept", "BaB's split neuron: intercept (default), fsb (filtered smart) or babsr"
+    )
     n: int = option(100, "certify this many test examples")
     batch_size: int = option(100, "batch size of the bound methods")
     sigma: float = option(0.25, "smoothing noise level (pixels)")
@@ -62,10 +65,16 @@ class CertifyOptions(Options):
         require(self.eps <= 1, "eps", self.eps, "a radius in [0, 1] (pixel units)")
         check_norm(self.norm)
         require(self.timeout > 0, "timeout", self.timeout, "seconds > 0")
-        from sparta.certify.bab import BOUNDS
+        from sparta.certify.bab import BOUNDS, BRANCHING
 
         require(
             self.bab_bound in BOUNDS, "bab_bound", self.bab_bound, f"one of {', '.join(BOUNDS)}"
+        )
+        require(
+            self.bab_branching in BRANCHING,
+            "bab_branching",
+            self.bab_branching,
+            f"one of {', '.join(BRANCHING)}",
         )
 
 
@@ -125,6 +134,7 @@ class Certify(Command):
             batch_size=opts.batch_size,
             max_branches=opts.max_branches,
             bab_bound=opts.bab_bound,
+            bab_branching=opts.bab_branching,
         )
         run.write_summary(summary)
         (plot,) = plot_certify_run(run)
