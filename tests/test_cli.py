@@ -1,13 +1,11 @@
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from sparta.cli import main
 from tests.killed_run import ENV, SPARTA, kill_after_first_epoch_and_resume, same_weights
 
-FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 QUICK = ["--dataset", "digits", "--model", "lenet300", "--batch-size", "64", "--lr", "0.05"]
 
 
@@ -84,7 +82,6 @@ def test_models_and_datasets_list(capsys):
     assert code == 0 and "digits" in out and "synthetic" in out
 
 
-@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed")
 def test_killed_run_resumes_to_identical_weights(tmp_path):
     """Kill a real training process after its first epoch; --resume ends where an
     uninterrupted run ends, bit for bit."""

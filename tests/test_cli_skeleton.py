@@ -18,7 +18,6 @@ import sparta
 from sparta import data as sdata
 from sparta.cli import build_parser, main
 
-FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 QUICK = ["--dataset", "digits", "--model", "lenet300", "--width", "0.25", "--batch-size", "64"]
 QUICK += ["--lr", "0.05", "--train-subset", "400", "--test-subset", "100"]
 
@@ -274,7 +273,6 @@ def test_resume_reads_the_recorded_config_and_refuses_other_flags(tmp_path, caps
     assert code == 2 and "sparta train" in err
 
 
-@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST not installed")
 def test_killed_lenet5_run_resumes_from_its_name_alone(tmp_path):
     """Kill a real lenet5 run with non-default flags after epoch 1; `--name X --resume`
     alone ends where an uninterrupted run ends, bit for bit."""

@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +11,6 @@ from sparta.models.pixelfly import PixelflyLinear
 from sparta.train import evaluate
 from tests.killed_run import ENV, SPARTA, kill_after_first_epoch_and_resume, same_weights
 
-FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 QUICK = ["--quiet", "train", "--dataset", "digits", "--model", "mlp-wide", "--width", "0.125"]
 QUICK += ["--batch-size", "64", "--epochs", "2", "--lr", "0.05"]
 
@@ -45,7 +43,6 @@ def test_bad_pixelfly_input_is_one_line_exit_2_and_no_folder(value, needle, tmp_
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST is not installed")
 def test_killed_pixelfly_run_resumes_to_identical_weights(tmp_path):
     args = [*SPARTA, "train", "--dataset", "fashion-mnist", "--model", "mlp-wide"]
     args += ["--width", "0.125", "--epochs", "3", "--train-subset", "6000", "--test-subset"]

@@ -1,7 +1,6 @@
 """``sparta train --supermask``: edge-popup from the command line."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,6 @@ from sparta.sparsity.masks import masks_of
 from sparta.train import evaluate
 from tests.killed_run import SPARTA, kill_after_first_epoch_and_resume, same_weights
 
-FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 QUICK = ["--quiet", "train", "--dataset", "digits", "--model", "lenet5", "--batch-size", "64"]
 QUICK += ["--epochs", "2", "--weight-decay", "1e-4"]
 
@@ -61,7 +59,6 @@ def test_bad_supermask_input_is_one_line_exit_2_and_no_folder(extra, needle, tmp
     assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST is not installed")
 def test_killed_supermask_run_resumes_to_identical_scores(tmp_path):
     args = [*SPARTA, "train", "--dataset", "fashion-mnist", "--model", "lenet300"]
     args += ["--width", "0.5", "--epochs", "3", "--train-subset", "12000", "--test-subset"]

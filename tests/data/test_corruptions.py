@@ -89,8 +89,6 @@ def test_corrupted_dataset_keeps_labels():
 
 
 def test_fashion_mnist_c_dataset():
-    if not any(d["name"] == "fashion-mnist" and d["found"] for d in data.available()):
-        pytest.skip("fashion-mnist files not found")
     c = data.load("fashion-mnist-c", "test", corruption="pixelate", severity=5, seed=1)
     clean = data.load("fashion-mnist", "test")
     assert c.info.name == "fashion-mnist-c" and c.info.input_shape == clean.info.input_shape
